@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""LORD / OverLORD command line: parsing and dispatch only; the work is done in the `lord` package."""
+
+import argparse
+import sys
+
+import config
+from lord.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, so scripts see exactly one line on stderr."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def ratio(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a ratio strictly between 0 and 1, got {text}")
+    return value
+
+
+def cmd_preprocess(args):
+    from lord.data import preprocess
+
+    preprocess(
+        args.base_dir, args.dataset_id, args.dataset_path, args.data_name, overwrite=args.overwrite,
+        img_size=args.img_size, n_classes=args.n_classes, channels=args.channels,
+        n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
+        part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
+    )
+
+
+def cmd_split_classes(args):
+    from lord.data.split import split_classes
+
+    split_classes(
+        args.base_dir, args.input_data_name, args.train_data_name, args.test_data_name,
+        args.num_test_classes, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet,
+    )
+
+
+def cmd_split_samples(args):
+    from lord.data.split import split_samples
+
+    split_samples(
+        args.base_dir, args.input_data_name, args.train_data_name, args.test_data_name,
+        args.test_split, seed=args.seed, overwrite=args.overwrite, quiet=args.quiet,
+    )
+
+
+def training_options(args):
+    return dict(
+        device=args.device, seed=args.seed, quiet=args.quiet, resume=args.resume,
+        checkpoint_minutes=args.checkpoint_minutes,
+    )
+
+
+def cmd_train(args):
+    from lord.training import train
+
+    train(
+        args.base_dir, args.data_name, args.model_name, config.get_config(args.config), overrides=args.set,
+        config_name=args.config, overwrite=args.overwrite, **training_options(args),
+    )
+
+
+def cmd_train_encoders(args):
+    from lord.training import train_encoders
+
+    train_encoders(
+        args.base_dir, args.data_name, args.model_name, overrides=args.set, overwrite=args.overwrite,
+        **training_options(args),
+    )
+
+
+def cmd_demo(args):
+    from lord.demo import run_demo
+
+    run_demo(
+        args.base_dir, config.get_config(args.config), config_name=args.config, device=args.device,
+        seed=args.seed, quiet=args.quiet, overrides=args.set, overwrite=args.overwrite,
+    )
+
+
+def add_training_arguments(parser):
+    parser.add_argument("-dn", "--data-name", required=True, help="preprocessed data to train on")
+    parser.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.n_epochs=50 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                        help="also checkpoint every M minutes inside an epoch (default: 10)")
+
+
+def build_parser():
+    parser = Parser(prog="lord.py", description=__doc__)
+    parser.add_argument("-bd", "--base-dir", default=".", help="root of cache/ (default: .)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="training device (default: auto = cuda when available)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for splits, training and sampling")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
+    commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
+    commands.required = True
+
+    sub = commands.add_parser("preprocess", help="turn a raw dataset into cache/preprocess/<data-name>.npz")
+    sub.add_argument("-di", "--dataset-id", required=True, help="dataset id (see the README table)")
+    sub.add_argument("-dp", "--dataset-path", help="root directory of the raw dataset")
+    sub.add_argument("-dn", "--data-name", required=True, help="output data name")
+    sub.add_argument("--img-size", type=positive_int, help="output side in pixels (dataset default if omitted)")
+    sub.add_argument("--n-classes", type=positive_int, help="synthetic: number of object classes")
+    sub.add_argument("--channels", type=int, choices=[1, 3], help="force 1 (gray) or 3 (RGB) channels")
+    sub.add_argument("--n-identities", type=positive_int, metavar="K",
+                     help="celeba: keep K random people (reproducible with --seed)")
+    sub.add_argument("--action", help="kth: action to read (default: handwaving)")
+    sub.add_argument("--condition", help="kth: recording condition d1..d4 (default: d4)")
+    sub.add_argument("--split", help="afhq: train or test; edges2shoes: train or val (default: train)")
+    sub.add_argument("--part", help="celebahq: face part whose masks are stored, e.g. hair (default: hair)")
+    sub.add_argument("--workers", type=positive_int, help="decoding processes (default: all cores)")
+    sub.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing output of that name")
+    sub.set_defaults(run=cmd_preprocess)
+
+    sub = commands.add_parser("split-classes", help="hold out whole classes as a test set")
+    sub.add_argument("-idn", "--input-data-name", required=True)
+    sub.add_argument("-trdn", "--train-data-name", required=True)
+    sub.add_argument("-tsdn", "--test-data-name", required=True)
+    sub.add_argument("-ntsi", "--num-test-classes", type=positive_int, required=True,
+                     help="number of random classes to hold out")
+    sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")
+    sub.set_defaults(run=cmd_split_classes)
+
+    sub = commands.add_parser("split-samples", help="hold out a random share of the images as a test set")
+    sub.add_argument("-idn", "--input-data-name", required=True)
+    sub.add_argument("-trdn", "--train-data-name", required=True)
+    sub.add_argument("-tsdn", "--test-data-name", required=True)
+    sub.add_argument("-ts", "--test-split", type=ratio, required=True, help="share of test images, in (0, 1)")
+    sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")
+    sub.set_defaults(run=cmd_split_samples)
+
+    sub = commands.add_parser("train", help="stage 1: latent optimization of the generator and embeddings")
+    add_training_arguments(sub)
+    sub.add_argument("-cf", "--config", default="lord", choices=config.names(), metavar="NAME",
+                     help=f"named configuration from config.py (default: lord; one of {', '.join(config.names())})")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
+    sub.set_defaults(run=cmd_train)
+
+    sub = commands.add_parser("train-encoders", help="stage 2: amortized encoders for unseen images")
+    add_training_arguments(sub)
+    sub.add_argument("--overwrite", action="store_true", help="replace this model's existing stage-2 weights")
+    sub.set_defaults(run=cmd_train_encoders)
+
+    sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
+    sub.add_argument("-cf", "--config", default="lord-tiny", choices=config.names(), metavar="NAME",
+                     help="configuration (default: lord-tiny)")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sub.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
+    sub.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Configurations as plain dicts: `--set key.sub=value` overrides and validation.
+
+An override must name an existing key and keep its type (an int may stand for a float); a value is
+read as JSON when it parses (numbers, true/false, null, lists) and as a plain string otherwise.
+"""
+
+import copy
+import difflib
+import json
+import math
+
+from lord.errors import UserError
+
+POSITIVE_INT_KEYS = ("batch_size", "n_epochs", "_dim", "n_adain_layers", "log_every", "n_samples")
+NON_NEGATIVE_KEYS = ("std", "decay", "weights.")
+CHOICES = {
+    "perceptual_loss.type": ("vgg", "l1"),
+    "train.embedding_update": ("dense", "rows"),
+}
+
+
+def flatten(config, prefix=""):
+    out = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def parse_value(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _coerce(key, old, new):
+    if isinstance(new, float) and not math.isfinite(new):
+        raise UserError(f"--set {key}: the value must be finite, got {new}")
+    if old is None or new is None:
+        if new is not None and not isinstance(new, (str, int, float)):
+            raise UserError(f"--set {key}: expected a string or number, got {json.dumps(new)}")
+        return new
+    if isinstance(old, bool):
+        if not isinstance(new, bool):
+            raise UserError(f"--set {key}: expected true or false, got {json.dumps(new)}")
+        return new
+    if isinstance(old, int):
+        if isinstance(new, bool) or not isinstance(new, int):
+            raise UserError(f"--set {key}: expected an integer, got {json.dumps(new)}")
+        return new
+    if isinstance(old, float):
+        if isinstance(new, bool) or not isinstance(new, (int, float)):
+            raise UserError(f"--set {key}: expected a number, got {json.dumps(new)}")
+        return float(new)
+    if isinstance(old, str):
+        if not isinstance(new, str):
+            return json.dumps(new)
+        return new
+    if isinstance(old, list):
+        if not isinstance(new, list):
+            raise UserError(f"--set {key}: expected a list such as [1, 2], got {json.dumps(new)}")
+        if old:
+            return [_coerce(key, old[0], item) for item in new]
+        return new
+    raise UserError(f"--set {key}: cannot override a value of type {type(old).__name__}")
+
+
+def apply_overrides(config, overrides, allowed_prefixes=None):
+    """A copy of `config` with `KEY=VALUE` overrides applied; unknown keys and wrong types are errors."""
+    config = copy.deepcopy(config)
+    known = flatten(config)
+    for item in overrides or []:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in known and any(name.startswith(key + ".") for name in known):
+            children = sorted(name for name in known if name.startswith(key + "."))
+            raise UserError(f"--set: cannot override the group {key!r} as a whole; set one of {', '.join(children)}")
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UserError(f"--set: unknown config key {key!r}{hint}")
+        if allowed_prefixes is not None and not key.startswith(tuple(allowed_prefixes)):
+            raise UserError(
+                f"--set {key}: only keys under {', '.join(p.rstrip('.') for p in allowed_prefixes)} "
+                "can change at this stage"
+            )
+        value = _coerce(key, known[key], parse_value(text))
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+        known[key] = value
+    validate(config)
+    return config
+
+
+def validate(config):
+    """Check value ranges that no type check catches."""
+    for key, value in flatten(config).items():
+        leaf = key.rsplit(".", 1)[-1]
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise UserError(f"config {key} must be finite, got {value}")
+        if (leaf in POSITIVE_INT_KEYS or leaf.endswith("_dim")) and isinstance(value, int) and value < 1:
+            raise UserError(f"config {key} must be at least 1, got {value}")
+        if "learning_rate" in key.split(".")[:-1] and isinstance(value, (int, float)) and value <= 0:
+            raise UserError(f"config {key} must be positive, got {value}")
+        if any(part in key for part in NON_NEGATIVE_KEYS) and isinstance(value, (int, float)) and value < 0:
+            raise UserError(f"config {key} must not be negative, got {value}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"config {key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return config

@@ -1,0 +1,171 @@
+"""Decoding and resizing images, and filling one preallocated array from many files in parallel."""
+
+import multiprocessing
+import os
+import time
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from lord.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class BadImage(Exception):
+    """An image file that cannot be decoded."""
+
+
+def is_image_file(path):
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image(path, channels=3):
+    """Decode an image file to uint8 (H, W, channels), RGB order."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise BadImage(f"cannot read image {path}: {error}") from None
+    if channels == 1:
+        array = array[..., None]
+    return array
+
+
+def image_channels(path):
+    """1 for a grayscale file, 3 otherwise, from the header only."""
+    try:
+        with Image.open(path) as image:
+            return 1 if image.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise BadImage(f"cannot read image {path}: {error}") from None
+
+
+def center_crop(array, size=None):
+    """The centred square of side `size` (default: the shorter side)."""
+    height, width = array.shape[:2]
+    size = min(height, width) if size is None else min(size, height, width)
+    top = (height - size) // 2
+    left = (width - size) // 2
+    return array[top : top + size, left : left + size]
+
+
+def resize(array, height, width=None):
+    """Area interpolation when shrinking, bicubic when enlarging; keeps the channel axis."""
+    width = height if width is None else width
+    if array.shape[:2] == (height, width):
+        return np.ascontiguousarray(array)
+    shrinking = height * width < array.shape[0] * array.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    resized = cv2.resize(np.ascontiguousarray(array), (width, height), interpolation=interpolation)
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    return resized
+
+
+def to_channels(array, channels):
+    """Convert (H, W, C) uint8 to the requested channel count."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] == channels:
+        return array
+    if channels == 1:
+        return cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)[..., None]
+    if array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)
+    return array[..., :3]
+
+
+def square_image(path, img_size, channels):
+    """Read, centre-crop to a square and resize: the default per-file transform."""
+    return resize(center_crop(read_image(path, channels)), img_size)
+
+
+def resize_all(imgs, height, width=None, desc="resizing", quiet=False):
+    """Resize every image of an in-memory (N, H, W, C) uint8 stack into one new preallocated array."""
+    width = height if width is None else width
+    if imgs.shape[1:3] == (height, width):
+        return imgs
+    out = np.empty((len(imgs), height, width, imgs.shape[-1]), dtype=np.uint8)
+    for index in tqdm(range(len(imgs)), desc=desc, unit="img", disable=quiet, dynamic_ncols=True, leave=False):
+        out[index] = resize(imgs[index], height, width)
+    return out
+
+
+def default_workers():
+    return os.cpu_count() or 1
+
+
+def _call(args):
+    function, item = args
+    try:
+        return function(item), None
+    except BadImage as error:
+        return None, str(error)
+
+
+def fill_array(
+    function, items, shape, dtype=np.uint8, workers=None, skip_bad=False, desc="images", quiet=False, rows=None
+):
+    """Run `function(item)` for every item, in worker processes, into one preallocated array.
+
+    `function` must be a picklable top-level callable returning an array of `shape`. A BadImage stops
+    the run with its message, or with `skip_bad` the item is skipped. Returns the filled array
+    (skipped rows removed) and the boolean mask of the items kept.
+
+    With `rows` (one count per item, e.g. the frames of each video), item i fills rows[i]
+    consecutive rows: `function` returns an array of shape (rows[i],) + shape and the mask returned
+    is per row.
+    """
+    items = list(items)
+    counts = np.ones(len(items), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    if counts.shape != (len(items),) or (counts < 0).any():
+        raise ValueError(f"rows must hold one non-negative count per item, got shape {counts.shape}")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    out = np.empty((int(offsets[-1]),) + tuple(shape), dtype=dtype)
+    kept = np.ones(len(out), dtype=bool)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = min(workers, max(1, len(items)))
+    start = time.perf_counter()
+    bar = tqdm(total=len(out), desc=desc, unit="img", disable=quiet, dynamic_ncols=True, leave=False)
+    tasks = ((function, item) for item in items)
+    pool = None
+    if workers > 1:
+        pool = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
+        results = pool.imap(_call, tasks, chunksize=max(1, min(64, len(items) // (workers * 8) or 1)))
+    else:
+        results = map(_call, tasks)
+    skipped = []
+    try:
+        for index, (array, error) in enumerate(results):
+            first, last = int(offsets[index]), int(offsets[index + 1])
+            if error is not None:
+                if not skip_bad:
+                    raise UserError(f"{error} (use --skip-bad to skip unreadable files)")
+                kept[first:last] = False
+                skipped.append(error)
+            else:
+                expected = out.shape[1:] if rows is None else (last - first,) + out.shape[1:]
+                if array.shape != expected:
+                    raise UserError(f"{items[index]} gave an array of shape {array.shape}, expected {expected}")
+                if rows is None:
+                    out[index] = array
+                else:
+                    out[first:last] = array
+            bar.update(last - first)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    if skipped and not quiet:
+        print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
+    elapsed = time.perf_counter() - start
+    if not quiet and items:
+        print(f"{desc}: {int(kept.sum())} in {elapsed:.1f}s ({len(out) / max(elapsed, 1e-9):.0f} img/s)")
+    if not kept.all():
+        out = out[kept]
+    return out, kept

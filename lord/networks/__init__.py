@@ -1,0 +1,1 @@
+"""nn.Modules only: generators, encoders, discriminators and the perceptual distance."""

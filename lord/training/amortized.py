@@ -1,0 +1,96 @@
+"""Stage 2 of LORD (`train-encoders`): encoders that infer the stage-1 codes from an image.
+
+The generator starts from stage 1's; the loss is the perceptual reconstruction from the encoded codes
+plus the regression of both codes onto the codes stage 1 learned.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from lord.model import AmortizedModel
+from lord.networks.vgg import reconstruction_loss
+from lord.training.common import autocast, generate_grid, grid_image, pick_samples
+from lord.training.data import DeviceImages, to_device_labels
+from lord.training.loop import Stage
+from lord.training.optim import adam, set_cosine_learning_rates
+
+
+class AmortizedStage(Stage):
+    name = "amortized"
+
+    def __init__(self, config, dataset, device, latent_state, seed=0):
+        stage = config["train_encoders"]
+        runtime = config["runtime"]
+        self.device = device
+        self.batch_size = stage["batch_size"]
+        self.n_epochs = stage["n_epochs"]
+        self.n_images = len(dataset)
+        self.weights = stage["loss_weights"]
+        self.amp = runtime["mixed_precision"]
+
+        self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
+        self.model = AmortizedModel(config)
+        self.model.generator.load_state_dict(
+            {key[len("generator."):]: value for key, value in latent_state.items() if key.startswith("generator.")}
+        )
+        self.model.to(device)
+        if device.type == "cuda" and runtime["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+            self.loss_fn.to(memory_format=torch.channels_last)
+        self.content_targets = latent_state["content_embedding.weight"].to(device)
+        self.class_targets = latent_state["class_embedding.weight"].to(device)
+        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
+        self.classes = to_device_labels(dataset.classes, device)
+        rates = stage["learning_rate"]
+        self.optimizer = adam(
+            [{"params": list(self.model.parameters()), "name": "amortized",
+              "lr": rates["max"], "max_lr": rates["max"], "min_lr": rates["min"]}],
+            device=device,
+        )
+        self.sample_indices = torch.as_tensor(
+            pick_samples(dataset.classes, runtime["n_samples"], seed), device=device
+        )
+
+    def train_step(self, indices, step, total_steps):
+        set_cosine_learning_rates(self.optimizer, step, total_steps)
+        images = self.images.batch(indices)
+        with autocast(self.device, self.amp):
+            content_code = self.model.content_encoder(images)
+            class_code = self.model.class_encoder(images)
+            generated = self.model.generator(content_code, class_code)
+            reconstruction = self.loss_fn(generated, images).float().mean()
+        content_loss = F.mse_loss(content_code.float(), self.content_targets[indices])
+        class_loss = F.mse_loss(class_code.float(), self.class_targets[self.classes[indices]])
+        loss = (self.weights["reconstruction"] * reconstruction + self.weights["content"] * content_loss
+                + self.weights["class"] * class_loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {
+            "loss": loss.detach(), "reconstruction": reconstruction.detach(),
+            "content_regression": content_loss.detach(), "class_regression": class_loss.detach(),
+        }
+
+    def learning_rates(self):
+        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def final_state_dict(self):
+        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def sample_grid(self):
+        self.model.eval()
+        images = self.images.batch(self.sample_indices)
+        with autocast(self.device, self.amp):
+            content = self.model.content_encoder(images)
+            classes = self.model.class_encoder(images)
+            generated = generate_grid(self.model.generator, content, classes)
+        self.model.train()
+        return grid_image(images, images, generated)

@@ -1,0 +1,57 @@
+"""Pieces the stages share: autocast, sample choice, and generating translation grids."""
+
+import contextlib
+
+import numpy as np
+import torch
+
+from lord.visualize import to_uint8, translation_grid
+
+
+def autocast(device, enabled):
+    """bf16 autocast on CUDA when enabled; the CPU path stays float32."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pick_samples(classes, count, seed):
+    """Indices of up to `count` images of distinct classes (then any), fixed for a seed."""
+    order = np.random.default_rng(seed).permutation(len(classes))
+    chosen, seen = [], set()
+    for index in order:
+        if classes[index] not in seen:
+            chosen.append(int(index))
+            seen.add(classes[index])
+        if len(chosen) == count:
+            return np.asarray(chosen)
+    rest = [int(i) for i in order if int(i) not in set(chosen)]
+    return np.asarray(chosen + rest[: count - len(chosen)])
+
+
+@torch.no_grad()
+def generate_grid(generate, content_codes, class_codes):
+    """(m, n) generations: row r takes class_codes[r], column c takes content_codes[c]."""
+    rows, columns = class_codes.shape[0], content_codes.shape[0]
+    content = content_codes.repeat(rows, 1)
+    classes = class_codes.repeat_interleave(columns, dim=0)
+    images = generate(content, classes).float()
+    return images.reshape(rows, columns, *images.shape[1:])
+
+
+def grid_image(content_images, class_images, generated):
+    """uint8 grid from float tensors: the first row holds the content images, the first column the classes."""
+    rows, columns = generated.shape[:2]
+    cells = to_uint8(generated.reshape(rows * columns, *generated.shape[2:]))
+    cells = cells.reshape(rows, columns, *cells.shape[1:])
+    return translation_grid(to_uint8(content_images), to_uint8(class_images), cells)
+
+
+def dataset_fingerprint(dataset):
+    """A cheap identity of a training set: later stages must see the same images in the same order."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    digest.update(np.ascontiguousarray(dataset.classes).tobytes())
+    digest.update(np.ascontiguousarray(dataset.imgs[:: max(1, len(dataset) // 64)]).tobytes())
+    return digest.hexdigest()

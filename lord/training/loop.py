@@ -1,0 +1,314 @@
+"""The one training loop every stage shares: epochs, data order, logging, checkpoints and resume.
+
+A stage (see `Stage`) knows its networks and its loss; this loop knows time. It draws each epoch's
+order from (seed, epoch), so the position in the data order is just a step count; it keeps the loss
+sums on the device and synchronises with the host only every `log_every` steps; it writes a checkpoint
+at every epoch end and every `checkpoint_minutes`, one metrics line per epoch, and a translation grid
+per epoch. A checkpoint holds everything a resumed run needs to end with the same weights as an
+uninterrupted one: the stage state (networks, optimizers, EMA), epoch and position, loss sums, and
+the RNG states.
+"""
+
+import json
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lord.assets import atomic_write_bytes, remove_stale_temporaries, save_torch
+from lord.errors import Interrupted, UserError
+from lord.model import checkpoint_path, load_tensors, weights_path
+from lord.tensorboard import EventWriter
+from lord.visualize import save_png
+
+CHECKPOINT_VERSION = 1
+
+
+class Stage:
+    """What a training stage gives the loop. Subclasses fill in the methods."""
+
+    name = "stage"
+    n_images = 0
+    batch_size = 1
+    n_epochs = 1
+
+    def train_step(self, indices, step, total_steps):
+        """One optimisation step on the images at `indices`; returns detached scalar loss tensors."""
+        raise NotImplementedError
+
+    def learning_rates(self):
+        return {}
+
+    def state_dict(self):
+        raise NotImplementedError
+
+    def load_state_dict(self, state):
+        raise NotImplementedError
+
+    def final_state_dict(self):
+        """The weights written as `<stage>.pt` when the stage completes."""
+        raise NotImplementedError
+
+    def sample_grid(self):
+        """A uint8 (H, W, C) translation grid, or None."""
+        return None
+
+    def rng_state(self):
+        return {}
+
+    def set_rng_state(self, state):
+        pass
+
+
+def epoch_order(seed, epoch, count):
+    """The permutation of the training images for one epoch, a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(count, generator=generator)
+
+
+def capture_rng_state():
+    """Python, NumPy, torch and CUDA RNG states as tensors and plain values (no pickle needed)."""
+    _, python_state, python_gauss = random.getstate()
+    _, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
+    state = {
+        "python": list(python_state),
+        "python_gauss": python_gauss,
+        "numpy": torch.from_numpy(numpy_keys.astype(np.int64)),
+        "numpy_pos": int(numpy_pos),
+        "numpy_has_gauss": int(numpy_has_gauss),
+        "numpy_gauss": float(numpy_gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state):
+    random.setstate((3, tuple(int(x) for x in state["python"]), state["python_gauss"]))
+    np.random.set_state((
+        "MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+        state["numpy_has_gauss"], state["numpy_gauss"],
+    ))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SignalFlag:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step and stops."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def read_metrics(path):
+    """The complete lines of metrics.jsonl (a torn last line is dropped)."""
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines
+
+
+def write_metrics(path, records):
+    atomic_write_bytes(path, "".join(json.dumps(record) + "\n" for record in records).encode())
+
+
+class Run:
+    """One stage's run in a model directory."""
+
+    def __init__(self, stage, model_dir, tensorboard_dir, seed=0, quiet=False, checkpoint_minutes=10.0,
+                 log_every=50, is_main=True):
+        self.stage = stage
+        self.model_dir = Path(model_dir)
+        self.tensorboard_dir = Path(tensorboard_dir)
+        self.seed = seed
+        self.quiet = quiet
+        self.checkpoint_seconds = max(0.0, float(checkpoint_minutes)) * 60.0
+        self.log_every = max(1, int(log_every))
+        self.is_main = is_main
+        self.metrics_path = self.model_dir / "metrics.jsonl"
+        self.checkpoint_path = checkpoint_path(self.model_dir, stage.name)
+        self.steps_per_epoch = stage.n_images // stage.batch_size
+        if self.steps_per_epoch < 1:
+            raise UserError(
+                f"{stage.name}: the batch size {stage.batch_size} is larger than the {stage.n_images} "
+                "training images; lower it with --set"
+            )
+        self.total_steps = self.steps_per_epoch * stage.n_epochs
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def save_checkpoint(self, epoch, position, sums):
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "stage": self.stage.name,
+            "epoch": epoch,
+            "position": position,
+            "global_step": epoch * self.steps_per_epoch + position,
+            "steps_per_epoch": self.steps_per_epoch,
+            "loss_sums": {key: value.detach().cpu() for key, value in sums.items()},
+            "stage_state": self.stage.state_dict(),
+            "stage_rng": self.stage.rng_state(),
+            "rng": capture_rng_state(),
+        }
+        if self.is_main:
+            save_torch(self.checkpoint_path, state)
+
+    def load_checkpoint(self):
+        if not self.checkpoint_path.is_file():
+            raise UserError(f"nothing to resume: no checkpoint {self.checkpoint_path}")
+        state = load_tensors(self.checkpoint_path, "checkpoint")
+        if not isinstance(state, dict) or state.get("stage") != self.stage.name:
+            raise UserError(f"{self.checkpoint_path} is not a {self.stage.name} checkpoint")
+        if state["steps_per_epoch"] != self.steps_per_epoch:
+            raise UserError(
+                f"{self.checkpoint_path} was written with {state['steps_per_epoch']} steps per epoch, "
+                f"this run has {self.steps_per_epoch}: the data or batch size changed"
+            )
+        self.stage.load_state_dict(state["stage_state"])
+        self.stage.set_rng_state(state["stage_rng"])
+        restore_rng_state(state["rng"])
+        return state["epoch"], state["position"], state["loss_sums"]
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, resume=False):
+        stage = self.stage
+        start_epoch, start_position, restored_sums = 0, 0, {}
+        if resume:
+            remove_stale_temporaries(self.model_dir)
+            start_epoch, start_position, restored_sums = self.load_checkpoint()
+            if self.is_main:
+                kept = [r for r in read_metrics(self.metrics_path)
+                        if r.get("stage") != stage.name or r.get("epoch", 0) <= start_epoch]
+                write_metrics(self.metrics_path, kept)
+            if not self.quiet:
+                print(f"resuming {stage.name} at epoch {start_epoch + 1}, step {start_position} of "
+                      f"{self.steps_per_epoch}")
+        elif self.is_main:
+            write_metrics(self.metrics_path, [r for r in read_metrics(self.metrics_path) if r.get("stage") != stage.name])
+        writer = EventWriter(self.tensorboard_dir) if self.is_main else None
+        last_checkpoint = time.monotonic()
+        try:
+            with SignalFlag() as signals:
+                for epoch in range(start_epoch, stage.n_epochs):
+                    position = start_position if epoch == start_epoch else 0
+                    sums = {k: v.to(self._device()) for k, v in restored_sums.items()} if epoch == start_epoch else {}
+                    last_checkpoint = self._run_epoch(epoch, position, sums, signals, writer, last_checkpoint)
+            if self.is_main:
+                save_torch(weights_path(self.model_dir, stage.name), stage.final_state_dict())
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _device(self):
+        return getattr(self.stage, "device", torch.device("cpu"))
+
+    def _run_epoch(self, epoch, position, sums, signals, writer, last_checkpoint):
+        stage = self.stage
+        device = self._device()
+        order = epoch_order(self.seed, epoch, stage.n_images).to(device)
+        first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        started = time.perf_counter()
+        images_done = 0
+        bar = tqdm(
+            total=self.steps_per_epoch, initial=position, disable=self.quiet or not self.is_main,
+            desc=f"{stage.name} {epoch + 1}/{stage.n_epochs}", unit="step", dynamic_ncols=True, leave=False,
+        )
+        steps_done = position
+        try:
+            for position in range(position, self.steps_per_epoch):
+                global_step = epoch * self.steps_per_epoch + position
+                indices = order[position * stage.batch_size : (position + 1) * stage.batch_size]
+                losses = stage.train_step(indices, global_step, self.total_steps)
+                total = losses["loss"]
+                first_bad_step = torch.where(
+                    (~torch.isfinite(total)) & (first_bad_step < 0),
+                    torch.as_tensor(global_step, device=device), first_bad_step,
+                )
+                for key, value in losses.items():
+                    sums[key] = sums[key] + value.detach() if key in sums else value.detach().clone()
+                steps_done = position + 1
+                images_done += stage.batch_size
+                bar.update(1)
+                if steps_done % self.log_every == 0 or steps_done == self.steps_per_epoch:
+                    self._check_finite(first_bad_step, epoch)
+                    bar.set_postfix(loss=f"{total.item():.4f}")
+                if signals.received is not None:
+                    self._check_finite(first_bad_step, epoch)
+                    self.save_checkpoint(epoch, steps_done, sums)
+                    raise Interrupted(
+                        f"{signals.received} received: checkpoint saved at epoch {epoch + 1}, step {steps_done} "
+                        f"of {stage.name}; run the same command with --resume to continue"
+                    )
+                if (self.checkpoint_seconds and time.monotonic() - last_checkpoint >= self.checkpoint_seconds
+                        and steps_done < self.steps_per_epoch):
+                    self._check_finite(first_bad_step, epoch)
+                    self.save_checkpoint(epoch, steps_done, sums)
+                    last_checkpoint = time.monotonic()
+        finally:
+            bar.close()
+        self._check_finite(first_bad_step, epoch)
+        seconds = time.perf_counter() - started
+        self._end_epoch(epoch, sums, seconds, images_done, writer)
+        self.save_checkpoint(epoch + 1, 0, {})
+        return time.monotonic()
+
+    def _check_finite(self, first_bad_step, epoch):
+        bad = int(first_bad_step.item())
+        if bad >= 0:
+            raise UserError(
+                f"{self.stage.name}: non-finite loss at step {bad} (epoch {bad // self.steps_per_epoch + 1}); "
+                f"stopped, the last good checkpoint {self.checkpoint_path} is kept"
+            )
+
+    def _end_epoch(self, epoch, sums, seconds, images_done, writer):
+        stage = self.stage
+        global_step = (epoch + 1) * self.steps_per_epoch
+        record = {"stage": stage.name, "epoch": epoch + 1, "step": global_step}
+        record.update({key: float(value.item()) / self.steps_per_epoch for key, value in sums.items()})
+        record["lr"] = stage.learning_rates()
+        record["seconds"] = round(seconds, 3)
+        record["images_per_second"] = round(images_done / max(seconds, 1e-9), 1)
+        grid = stage.sample_grid()
+        if not self.is_main:
+            return
+        write_metrics(self.metrics_path, read_metrics(self.metrics_path) + [record])
+        for key, value in record.items():
+            if isinstance(value, float) and key not in ("seconds",):
+                writer.add_scalar(f"{stage.name}/{key}", value, global_step)
+        for key, value in record["lr"].items():
+            writer.add_scalar(f"{stage.name}/lr_{key}", value, global_step)
+        if grid is not None:
+            save_png(self.model_dir / "samples" / f"{stage.name}-epoch-{epoch + 1:04d}.png", grid)
+            writer.add_image(f"{stage.name}/translation", grid, global_step)
+        writer.flush()
+        if not self.quiet:
+            losses = ", ".join(f"{key} {record[key]:.4f}" for key in sums)
+            print(f"{stage.name} epoch {epoch + 1}/{stage.n_epochs}: {losses} "
+                  f"({record['images_per_second']:.0f} img/s)")

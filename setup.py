@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+about = {}
+exec(Path("lord/__init__.py").read_text(), about)
+
+setup(
+    name="lord-toolkit",
+    version=about["__version__"],
+    description="LORD and OverLORD: class/content disentanglement and image translation in PyTorch",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["lord", "lord.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.22",
+        "opencv-python-headless>=4.5",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "faces": ["dlib>=19.17"],
+        "shapes3d": ["h5py>=3.0"],
+        "cars3d": ["scipy>=1.7"],
+        "datasets": ["dlib>=19.17", "h5py>=3.0", "scipy>=1.7"],
+        "test": ["pytest>=7", "scipy>=1.7", "h5py>=3.0", "dlib-bin>=19.24", "tensorboard>=2.10"],
+    },
+)

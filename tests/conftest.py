@@ -1,0 +1,78 @@
+"""Shared fixtures: the CLI run in-process, tiny datasets and tiny configs."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def load_cli():
+    """lord.py as a module (the name `lord` belongs to the package)."""
+    spec = importlib.util.spec_from_file_location("lord_cli", REPO / "lord.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLI = load_cli()
+
+
+def visible_lines(text):
+    """The lines a terminal would show: progress bars rewrite themselves with carriage returns."""
+    lines = (line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return [line for line in lines if line.strip()]
+
+
+class CliResult:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def err_lines(self):
+        return visible_lines(self.err)
+
+    def __repr__(self):
+        return f"CliResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-500:]!r})"
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `python lord.py ARGS` in this process; returns its exit code and output."""
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            code = CLI.main([str(arg) for arg in args])
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+def tiny_config(changes=None):
+    """lord-tiny, shrunk further so a test trains in seconds; `changes` maps dotted keys to values."""
+    import config
+    from lord.configuration import apply_overrides
+
+    base = config.get_config("lord-tiny")
+    overrides = ["adain_dim=16", "final_conv_dim=8", "content_dim=8", "class_dim=8",
+                 "encoder.channels=[8, 8, 8, 8, 8]", "encoder.fc_dim=16", "runtime.n_samples=4",
+                 "runtime.log_every=1"]
+    overrides += [f"{key}={value}" for key, value in (changes or {}).items()]
+    return apply_overrides(base, overrides)
