@@ -25,6 +25,6 @@ setup(
         "shapes3d": ["h5py>=3.0"],
         "cars3d": ["scipy>=1.7"],
         "datasets": ["dlib>=19.17", "h5py>=3.0", "scipy>=1.7"],
-        "test": ["pytest>=7", "scipy>=1.7", "h5py>=3.0", "dlib-bin>=19.24", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "scipy>=1.7", "h5py>=3.0", "dlib-bin>=19.24", "scikit-image>=0.19", "tensorboard>=2.10"],
     },
 )

@@ -43,6 +43,73 @@ SPECS = {
             "your own images laid out as ROOT/<class name>/<image file>",
             options={"img_size": 64, "channels": None},
         ),
+        DatasetSpec(
+            "mnist",
+            "lord.data.mnist",
+            "MNIST digits (idx files or mnist.npz); class = digit",
+            options={"img_size": 64},
+        ),
+        DatasetSpec(
+            "smallnorb",
+            "lord.data.smallnorb",
+            "smallNORB toys (JPEG tree or official .mat files); class = object x elevation x lighting x camera, "
+            "content = azimuth",
+            options={"img_size": 64},
+        ),
+        DatasetSpec(
+            "cars3d",
+            "lord.data.cars3d",
+            "Cars3D renderings (cars3d.npz or official .mat files); class = car model, content = viewpoint",
+            options={"img_size": 64},
+        ),
+        DatasetSpec(
+            "shapes3d",
+            "lord.data.shapes3d",
+            "3D Shapes (3dshapes.h5); class = shape, content = the other five factors",
+            options={"img_size": 64},
+        ),
+        DatasetSpec(
+            "celeba",
+            "lord.data.celeba",
+            "CelebA aligned faces; class = identity",
+            options={"img_size": 64, "n_identities": None},
+        ),
+        DatasetSpec(
+            "kth",
+            "lord.data.kth",
+            "KTH human actions (frames or official .avi videos) of one action and condition; class = person",
+            options={"img_size": 64, "action": "handwaving", "condition": "d4"},
+        ),
+        DatasetSpec(
+            "rafd",
+            "lord.data.rafd",
+            "Radboud Faces, face-cropped with dlib; class = expression, also identity",
+            options={"img_size": 64},
+        ),
+        DatasetSpec(
+            "ffhq",
+            "lord.data.ffhq",
+            "FFHQ with face-attribute features; class = age decade",
+            options={"img_size": 256},
+        ),
+        DatasetSpec(
+            "afhq",
+            "lord.data.afhq",
+            "AFHQ animal faces; class = domain",
+            options={"img_size": 256, "split": "train"},
+        ),
+        DatasetSpec(
+            "celebahq",
+            "lord.data.celebahq",
+            "CelebA-HQ with CelebAMask-HQ annotations; class = gender, masks of one face part",
+            options={"img_size": 256, "part": "hair"},
+        ),
+        DatasetSpec(
+            "edges2shoes",
+            "lord.data.edges2shoes",
+            "pix2pix edges2shoes; class = domain (edges, shoes), pair links the two halves",
+            options={"img_size": 64, "split": "train"},
+        ),
     ]
 }
 
