@@ -9,6 +9,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Tiny test models run fastest on one thread, and OpenMP threads stall when a machine is oversubscribed.
+torch.set_num_threads(1)
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -76,3 +78,38 @@ def tiny_config(changes=None):
                  "runtime.log_every=1"]
     overrides += [f"{key}={value}" for key, value in (changes or {}).items()]
     return apply_overrides(base, overrides)
+
+
+TINY_SETS = [
+    "adain_dim=16", "final_conv_dim=8", "content_dim=8", "class_dim=8", "encoder.channels=[8,8,8,8,8]",
+    "encoder.fc_dim=16", "runtime.n_samples=4", "runtime.log_every=5", "train.batch_size=32",
+    "train_encoders.batch_size=32",
+]
+
+
+def set_args(*extra):
+    """`--set` arguments shrinking lord-tiny for tests, plus `extra` KEY=VALUE strings."""
+    args = []
+    for item in list(TINY_SETS) + list(extra):
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="session")
+def synthetic_base(tmp_path_factory):
+    """A base dir holding `syn`: the synthetic set at 16 px with 3 classes (1296 images)."""
+    base = tmp_path_factory.mktemp("synthetic-base")
+    code = CLI.main(["-bd", str(base), "-q", "preprocess", "-di", "synthetic", "-dn", "syn", "--img-size", "16",
+                     "--n-classes", "3"])
+    assert code == 0
+    return base
+
+
+@pytest.fixture
+def base_with_data(synthetic_base, tmp_path):
+    """A fresh base dir with a copy of the small synthetic set."""
+    import shutil
+
+    target = tmp_path / "base"
+    shutil.copytree(synthetic_base, target)
+    return target

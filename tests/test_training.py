@@ -1,0 +1,171 @@
+"""Stages 1 and 2 of LORD on a tiny synthetic set, through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import set_args
+from lord.assets import BaseDir
+from lord.data import store
+from lord.model import AmortizedModel, LatentModel, load_stage, read_config
+from lord.training.optim import RowAdam
+
+
+def metrics(model_dir, stage):
+    lines = (model_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["stage"] == stage]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_base):
+    """One model trained through both stages, shared by the read-only tests below."""
+    import shutil
+
+    from conftest import CLI
+
+    base = tmp_path_factory.mktemp("trained")
+    shutil.copytree(synthetic_base, base, dirs_exist_ok=True)
+    assert CLI.main(["-bd", str(base), "-q", "train", "-dn", "syn", "-mn", "m", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=4")]) == 0
+    assert CLI.main(["-bd", str(base), "-q", "train-encoders", "-dn", "syn", "-mn", "m",
+                     "--set", "train_encoders.n_epochs=4", "--set", "train_encoders.learning_rate.max=0.003"]) == 0
+    return base, BaseDir(base).model_dir("m")
+
+
+def test_stage1_reconstruction_falls_clearly(trained):
+    _, model_dir = trained
+    epochs = metrics(model_dir, "latent")
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert epochs[-1]["reconstruction"] < 0.6 * epochs[0]["reconstruction"]
+
+
+def test_stage2_codes_approach_stage1_codes(trained):
+    base, model_dir = trained
+    epochs = metrics(model_dir, "amortized")
+    assert epochs[-1]["content_regression"] < epochs[0]["content_regression"]
+    assert epochs[-1]["class_regression"] < 0.5 * epochs[0]["class_regression"]
+    config = read_config(model_dir)
+    latent, amortized = load_stage(model_dir, "latent", config), load_stage(model_dir, "amortized", config)
+    data = store.load(BaseDir(base).data_path("syn"))
+    images = torch.from_numpy(data.imgs).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        class_codes = amortized.class_encoder(images)
+        content_codes = amortized.content_encoder(images)
+    class_targets = latent.class_embedding.weight[torch.from_numpy(data.classes)]
+    content_targets = latent.content_embedding.weight
+    torch.manual_seed(0)
+    untrained = AmortizedModel(config)
+    with torch.no_grad():
+        class_before = ((untrained.class_encoder(images) - class_targets) ** 2).mean()
+        content_before = ((untrained.content_encoder(images) - content_targets) ** 2).mean()
+    class_after = ((class_codes - class_targets) ** 2).mean()
+    content_after = ((content_codes - content_targets) ** 2).mean()
+    assert class_after < 0.2 * class_before
+    assert content_after < 0.5 * content_before
+    # and better than predicting the mean code
+    assert content_after < ((content_targets - content_targets.mean(dim=0)) ** 2).mean()
+
+
+def test_model_directory_contents(trained):
+    base, model_dir = trained
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["config_name"] == "lord-tiny" and config["adain_dim"] == 16
+    assert config["data"]["name"] == "syn" and config["data"]["img_shape"] == [16, 16, 3]
+    assert config["data"]["n_images"] == 3 * 432 and config["data"]["n_classes"] == 3
+    for name, module in (("latent.pt", LatentModel(config)), ("amortized.pt", AmortizedModel(config))):
+        state = torch.load(model_dir / name, weights_only=True)
+        assert set(state) == set(module.state_dict())
+    for record in metrics(model_dir, "latent") + metrics(model_dir, "amortized"):
+        assert {"stage", "epoch", "step", "loss", "lr", "seconds", "images_per_second"} <= set(record)
+    samples = sorted(p.name for p in (model_dir / "samples").iterdir())
+    assert samples == [f"amortized-epoch-000{i}.png" for i in range(1, 5)] + [f"latent-epoch-000{i}.png" for i in range(1, 5)]
+    events = list(BaseDir(base).tensorboard_dir("m").glob("events.out.tfevents.*"))
+    assert events and all(path.stat().st_size > 100 for path in events)
+    assert not list(model_dir.glob(".*tmp*")) and not (model_dir / "lock").exists()
+
+
+def test_translation_grid_layout(trained):
+    from PIL import Image
+
+    _, model_dir = trained
+    grid = np.asarray(Image.open(model_dir / "samples" / "latent-epoch-0004.png"))
+    # 4 samples: a header row and column plus 4x4 cells of 16 px with separators
+    assert grid.shape[0] == grid.shape[1] and grid.shape[0] >= 5 * 16
+
+
+def test_existing_model_needs_overwrite(trained, run_cli):
+    base, model_dir = trained
+    before = (model_dir / "latent.pt").read_bytes()
+    result = run_cli("-bd", base, "train", "-dn", "syn", "-mn", "m", "-cf", "lord-tiny", *set_args())
+    assert result.code != 0 and "--overwrite" in result.err and len(result.err_lines) == 1
+    assert (model_dir / "latent.pt").read_bytes() == before
+    result = run_cli("-bd", base, "train-encoders", "-dn", "syn", "-mn", "m")
+    assert result.code != 0 and "--overwrite" in result.err
+
+
+def test_overwrite_replaces_the_model(base_with_data, run_cli):
+    args = ["-bd", base_with_data, "-q", "train", "-dn", "syn", "-mn", "m", "-cf", "lord-tiny",
+            *set_args("train.n_epochs=1")]
+    assert run_cli(*args).code == 0
+    model_dir = BaseDir(base_with_data).model_dir("m")
+    (model_dir / "samples" / "old-marker.png").write_bytes(b"x")
+    assert run_cli(*args, "--overwrite", "--set", "content_dim=4").code == 0
+    assert read_config(model_dir)["content_dim"] == 4
+    assert not (model_dir / "samples" / "old-marker.png").exists()
+
+
+def test_train_encoders_before_train_is_refused(base_with_data, run_cli):
+    result = run_cli("-bd", base_with_data, "train-encoders", "-dn", "syn", "-mn", "nothing")
+    assert result.code != 0 and "no model named 'nothing'" in result.err
+
+
+def test_rows_embedding_update_trains(base_with_data, run_cli):
+    result = run_cli("-bd", base_with_data, "-q", "train", "-dn", "syn", "-mn", "rows", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=3", "train.embedding_update=rows"))
+    assert result.code == 0, result
+    epochs = metrics(BaseDir(base_with_data).model_dir("rows"), "latent")
+    assert epochs[-1]["reconstruction"] < 0.7 * epochs[0]["reconstruction"]
+
+
+def test_row_adam_equals_adam_when_every_row_is_in_every_batch():
+    torch.manual_seed(0)
+    table = torch.randn(6, 4)
+    reference = table.clone().requires_grad_()
+    optimizer = torch.optim.Adam([reference], lr=0.01, betas=(0.5, 0.999))
+    rows = RowAdam(table, betas=(0.5, 0.999))
+    for step in range(5):
+        grad = torch.randn(6, 4)
+        optimizer.zero_grad()
+        reference.grad = grad.clone()
+        optimizer.step()
+        order = torch.randperm(6)
+        rows.step(order, grad[order], lr=0.01)
+    torch.testing.assert_close(table, reference.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_row_adam_leaves_other_rows_alone():
+    table = torch.zeros(5, 3)
+    RowAdam(table).step(torch.tensor([1, 3]), torch.ones(2, 3), lr=0.1)
+    assert (table[[0, 2, 4]] == 0).all() and (table[[1, 3]] < 0).all()
+
+
+def test_perceptual_loss_training_with_vgg_weights(base_with_data, run_cli, tmp_path, monkeypatch):
+    from test_vgg import fake_vgg16_file
+
+    fake_vgg16_file(tmp_path / "vgg.pth", up_to=12)
+    result = run_cli("-bd", base_with_data, "-q", "train", "-dn", "syn", "-mn", "vgg", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=1", "perceptual_loss.type=vgg", "perceptual_loss.layers=[2,7,12]",
+                               f"perceptual_loss.weights={tmp_path / 'vgg.pth'}"))
+    assert result.code == 0, result
+    assert np.isfinite(metrics(BaseDir(base_with_data).model_dir("vgg"), "latent")[0]["reconstruction"])
+
+
+def test_missing_vgg_weights_leave_nothing(base_with_data, run_cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("LORD_VGG16_WEIGHTS", str(tmp_path / "missing.pth"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    result = run_cli("-bd", base_with_data, "train", "-dn", "syn", "-mn", "v", "-cf", "lord-tiny",
+                     *set_args("perceptual_loss.type=vgg"))
+    assert result.code != 0 and len(result.err_lines) == 1 and "LORD_VGG16_WEIGHTS" in result.err
+    assert not BaseDir(base_with_data).model_dir("v").exists()
