@@ -1,0 +1,30 @@
+"""The demo command end to end, with the models shrunk so it runs in seconds."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from conftest import set_args
+from lord.assets import BaseDir
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, run_cli):
+    args = ["-bd", tmp_path, "demo", *set_args("train.n_epochs=1", "train_encoders.n_epochs=1")]
+    result = run_cli(*args)
+    assert result.code == 0, result
+    base = BaseDir(tmp_path)
+    for name in ("demo", "demo-train", "demo-test"):
+        assert base.data_path(name).is_file()
+    model_dir = base.model_dir("demo")
+    for name in ("config.json", "latent.pt", "amortized.pt", "metrics.jsonl", "demo-translation.png"):
+        assert (model_dir / name).is_file()
+    stages = [json.loads(line)["stage"] for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    assert stages == ["latent", "amortized"]
+    grid = np.asarray(Image.open(model_dir / "demo-translation.png"))
+    assert grid.ndim == 3 and grid.shape[0] > 9 * 32 and grid.shape[1] > 9 * 32  # 8 x 8 cells plus headers
+    assert "demo finished in" in result.out and str(model_dir / "demo-translation.png") in result.out
+    assert "final latent losses" in result.out and "final amortized losses" in result.out
+
+    again = run_cli(*args)
+    assert again.code != 0 and "--overwrite" in again.err and len(again.err_lines) == 1
