@@ -64,9 +64,124 @@ LORD_TINY["train"].update({"batch_size": 64, "n_epochs": 12, "learning_rate": {"
 LORD_TINY["train_encoders"].update({"batch_size": 64, "n_epochs": 6, "learning_rate": {"max": 1e-3, "min": 1e-5}})
 LORD_TINY["runtime"] = dict(RUNTIME, log_every=10)
 
+# OverLORD (ICCV 2021). The generator's code is concat(label, correlated, uncorrelated); image size
+# comes from the data (a power of two from 32 to 512). Network widths are StyleGAN2's config-f
+# (channels at resolution r: min(channel_base // r, channel_max)).
+STYLEGAN_WIDTHS = {"channel_base": 32768, "channel_max": 512}
+OVERLORD = {
+    "arch": "overlord",
+    "labeled_attribute": "classes",  # classes | age | identity | domain | gender
+    "correlation": None,  # None | "pose-invariant" | "localized" (needs `masks` in the data)
+    "label_dim": 256,
+    "correlated_dim": None,  # set when `correlation` is
+    "uncorrelated_dim": 256,
+    "uncorrelated_std": 0.1,
+    # The correlated encoder sees a randomly transformed copy of the image in stage 1.
+    "correlation_augmentation": {"scale": [0.6, 1.0], "flip": True, "rotation": 0.0},  # rotation: max degrees
+    "generator": dict(STYLEGAN_WIDTHS, mapping_layers=0, noise=True),
+    "encoder": dict(STYLEGAN_WIDTHS),
+    "discriminator": dict(STYLEGAN_WIDTHS, mbstd_group_size=4),
+    "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "weights": None},
+    "disentanglement": {
+        "batch_size": 32,
+        "n_epochs": 100,
+        # latent: label and uncorrelated embeddings; encoder: the correlated encoder; all cosine to min.
+        "learning_rate": {"latent": 1e-2, "generator": 1e-3, "encoder": 1e-4, "min": 1e-5},
+        "loss_weights": {"reconstruction": 1.0, "uncorrelated_decay": 1e-4},
+        "embedding_update": "dense",  # as LORD's train.embedding_update
+    },
+    "amortization": {
+        "batch_size": 64,
+        "n_epochs": 50,
+        "learning_rate": {"max": 1e-4, "min": 1e-5},
+        "loss_weights": {"label": 1.0, "uncorrelated": 1.0},
+    },
+    "synthesis": {
+        "batch_size": 16,
+        "n_epochs": 100,
+        "learning_rate": {"generator": 1e-4, "discriminator": 1e-4},  # constant; encoders use the generator's
+        # r1 multiplies 0.5 * |grad D(real)|^2, so it is StyleGAN2's gamma.
+        "loss_weights": {"reconstruction": 1.0, "latent": 10.0, "adversarial": 1.0, "r1": 10.0},
+        # The generator average used for samples and inference: its weight halves every this many images.
+        "ema": {"half_life_images": 10000},
+    },
+    "runtime": RUNTIME,
+}
+
+
+def overlord_preset(attribute, label_dim, uncorrelated_dim, std, decay, epochs, disentanglement_batch=32,
+                    correlation=None, correlated_dim=None, scale=(0.6, 1.0)):
+    """An OverLORD paper preset; `epochs` are (disentanglement, amortization, synthesis)."""
+    preset = copy.deepcopy(OVERLORD)
+    preset.update({
+        "labeled_attribute": attribute, "correlation": correlation, "label_dim": label_dim,
+        "correlated_dim": correlated_dim, "uncorrelated_dim": uncorrelated_dim, "uncorrelated_std": std,
+    })
+    preset["correlation_augmentation"]["scale"] = list(scale)
+    preset["disentanglement"]["batch_size"] = disentanglement_batch
+    preset["disentanglement"]["loss_weights"]["uncorrelated_decay"] = decay
+    for stage, n_epochs in zip(("disentanglement", "amortization", "synthesis"), epochs):
+        preset[stage]["n_epochs"] = n_epochs
+    return preset
+
+
+OVERLORD_FFHQ = overlord_preset("age", 256, 256, 0.01, 1e-4, (100, 50, 100))
+OVERLORD_CELEBA = overlord_preset("identity", 512, 64, 0.1, 1e-4, (50, 50, 50))
+OVERLORD_AFHQ = overlord_preset("domain", 512, 64, 0.1, 0.1, (200, 100, 100), disentanglement_batch=8,
+                                correlation="pose-invariant", correlated_dim=64, scale=(0.6, 1.0))
+OVERLORD_CELEBAHQ = overlord_preset("gender", 256, 256, 0.1, 1e-5, (100, 100, 100))
+OVERLORD_CELEBAHQ_HAIR = overlord_preset("gender", 256, 256, 0.1, 0.1, (100, 100, 100), disentanglement_batch=16,
+                                         correlation="localized", correlated_dim=64, scale=(0.8, 1.0))
+
+# Small CPU presets, one per correlation mode: the 32x32 synthetic set (labeled by `classes`, with
+# `masks` for the localized mode), pixel loss so no weights are needed, each stage a few minutes.
+TINY_WIDTHS = {"channel_base": 512, "channel_max": 32}
+OVERLORD_TINY = copy.deepcopy(OVERLORD)
+OVERLORD_TINY.update({
+    "label_dim": 32,
+    "uncorrelated_dim": 32,
+    "uncorrelated_std": 0.1,
+    "generator": dict(TINY_WIDTHS, mapping_layers=0, noise=True),
+    "encoder": dict(TINY_WIDTHS),
+    "discriminator": dict(TINY_WIDTHS, mbstd_group_size=4),
+    "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "weights": None},
+    "runtime": dict(RUNTIME, log_every=10),
+})
+OVERLORD_TINY["disentanglement"].update({
+    "batch_size": 16,
+    "n_epochs": 40,
+    "learning_rate": {"latent": 1e-2, "generator": 5e-3, "encoder": 1e-3, "min": 1e-5},
+})
+OVERLORD_TINY["amortization"].update({"batch_size": 32, "n_epochs": 10, "learning_rate": {"max": 1e-2, "min": 1e-5}})
+OVERLORD_TINY["synthesis"].update({
+    "batch_size": 16, "n_epochs": 3, "learning_rate": {"generator": 5e-4, "discriminator": 5e-4},
+    "ema": {"half_life_images": 500},
+})
+# The pixel loss is an order of magnitude smaller than the perceptual one: a lighter adversarial term.
+OVERLORD_TINY["synthesis"]["loss_weights"].update({"adversarial": 0.1, "r1": 1.0})
+
+OVERLORD_TINY_POSE = copy.deepcopy(OVERLORD_TINY)
+OVERLORD_TINY_POSE.update({
+    "correlation": "pose-invariant", "correlated_dim": 16,
+    "correlation_augmentation": {"scale": [0.6, 1.0], "flip": True, "rotation": 15.0},
+})
+OVERLORD_TINY_LOCALIZED = copy.deepcopy(OVERLORD_TINY)
+OVERLORD_TINY_LOCALIZED.update({
+    "correlation": "localized", "correlated_dim": 16,
+    "correlation_augmentation": {"scale": [0.8, 1.0], "flip": True, "rotation": 0.0},
+})
+
 CONFIGS = {
     "lord": LORD,
     "lord-tiny": LORD_TINY,
+    "overlord-ffhq": OVERLORD_FFHQ,
+    "overlord-celeba": OVERLORD_CELEBA,
+    "overlord-afhq": OVERLORD_AFHQ,
+    "overlord-celebahq": OVERLORD_CELEBAHQ,
+    "overlord-celebahq-hair": OVERLORD_CELEBAHQ_HAIR,
+    "overlord-tiny": OVERLORD_TINY,
+    "overlord-tiny-pose": OVERLORD_TINY_POSE,
+    "overlord-tiny-localized": OVERLORD_TINY_LOCALIZED,
 }
 
 

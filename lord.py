@@ -2,7 +2,12 @@
 """LORD / OverLORD command line: parsing and dispatch only; the work is done in the `lord` package."""
 
 import argparse
+import os
 import sys
+
+# Idle OpenMP threads sleep instead of spinning: on a small CPU shared with any other work, spinning
+# threads made training several times slower. Set before torch is imported; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import config
 from lord.errors import UserError
@@ -89,6 +94,24 @@ def cmd_train_encoders(args):
     )
 
 
+def cmd_train_synthesis(args):
+    from lord.training import train_synthesis
+
+    train_synthesis(
+        args.base_dir, args.data_name, args.model_name, overrides=args.set, overwrite=args.overwrite,
+        **training_options(args),
+    )
+
+
+def cmd_manipulate(args):
+    from lord.inference import manipulate
+
+    manipulate(
+        args.base_dir, args.model_name, args.img_path, args.output_img_path, reference_path=args.reference_img_path,
+        label=args.label, mask_path=args.mask, device=args.device, quiet=args.quiet,
+    )
+
+
 def cmd_demo(args):
     from lord.demo import run_demo
 
@@ -164,6 +187,26 @@ def build_parser():
     add_training_arguments(sub)
     sub.add_argument("--overwrite", action="store_true", help="replace this model's existing stage-2 weights")
     sub.set_defaults(run=cmd_train_encoders)
+
+    sub = commands.add_parser("train-synthesis",
+                              help="stage 3 (OverLORD): adversarial tuning of the encoders and the generator")
+    add_training_arguments(sub)
+    sub.add_argument("--overwrite", action="store_true", help="replace this model's existing stage-3 weights")
+    sub.set_defaults(run=cmd_train_synthesis)
+
+    sub = commands.add_parser("manipulate", help="translate image files with a trained LORD or OverLORD model")
+    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    sub.add_argument("-i", "--img-path", required=True,
+                     help="image whose content (uncorrelated code) is kept; a directory translates every image in it")
+    sub.add_argument("-r", "--reference-img-path",
+                     help="image giving the label (and correlated code); without it, translate to every label value")
+    sub.add_argument("-o", "--output-img-path", required=True,
+                     help="output PNG; a directory when --img-path is one (one <name>.png per input)")
+    sub.add_argument("--label", type=int, metavar="VALUE", help="translate to this label value only")
+    sub.add_argument("--mask", metavar="PATH",
+                     help="localized models: mask of the image giving the correlated code (the reference if given, "
+                          "else the input; a directory of same-named masks for a directory input)")
+    sub.set_defaults(run=cmd_manipulate)
 
     sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
     sub.add_argument("-cf", "--config", default="lord-tiny", choices=config.names(), metavar="NAME",

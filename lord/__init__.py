@@ -23,6 +23,8 @@ _API = {
     "split_samples": "lord.data.split",
     "train": "lord.training",
     "train_encoders": "lord.training",
+    "train_synthesis": "lord.training",
+    "manipulate": "lord.inference",
     "load_model": "lord.inference",
     "run_demo": "lord.demo",
     "UserError": "lord.errors",

@@ -11,12 +11,18 @@ import math
 
 from lord.errors import UserError
 
-POSITIVE_INT_KEYS = ("batch_size", "n_epochs", "_dim", "n_adain_layers", "log_every", "n_samples")
-NON_NEGATIVE_KEYS = ("std", "decay", "weights.")
+POSITIVE_INT_KEYS = ("batch_size", "n_epochs", "_dim", "n_adain_layers", "log_every", "n_samples", "channel_base",
+                     "channel_max", "mbstd_group_size")
+NON_NEGATIVE_KEYS = ("std", "decay", "weights.", "mapping_layers")
 CHOICES = {
+    "arch": ("lord", "overlord"),
     "perceptual_loss.type": ("vgg", "l1"),
     "train.embedding_update": ("dense", "rows"),
+    "disentanglement.embedding_update": ("dense", "rows"),
+    "labeled_attribute": ("classes", "age", "identity", "domain", "gender"),
+    "correlation": (None, "pose-invariant", "localized"),
 }
+ARCH_BLOCKS = {"lord": "train", "overlord": "disentanglement"}  # a block only that architecture's configs have
 
 
 def flatten(config, prefix=""):
@@ -116,5 +122,33 @@ def validate(config):
         if any(part in key for part in NON_NEGATIVE_KEYS) and isinstance(value, (int, float)) and value < 0:
             raise UserError(f"config {key} must not be negative, got {value}")
         if key in CHOICES and value not in CHOICES[key]:
-            raise UserError(f"config {key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            choices = ", ".join("null" if choice is None else choice for choice in CHOICES[key])
+            raise UserError(f"config {key} must be one of {choices}, got {value!r}")
+    arch = config.get("arch", "lord")
+    if arch in ARCH_BLOCKS and ARCH_BLOCKS[arch] not in config:
+        raise UserError(f"config arch {arch!r} does not fit this configuration: pick a preset of that architecture "
+                        "with --config instead of changing arch")
+    if arch == "overlord":
+        validate_overlord(config)
     return config
+
+
+def validate_overlord(config):
+    """The checks that tie several OverLORD keys together."""
+    correlated_dim = config["correlated_dim"]
+    if config["correlation"] is not None and (not isinstance(correlated_dim, int) or correlated_dim < 1):
+        raise UserError(
+            f"config correlation is {config['correlation']!r} but correlated_dim is {json.dumps(correlated_dim)}; "
+            "set it, e.g. --set correlated_dim=64"
+        )
+    augmentation = config["correlation_augmentation"]
+    scale = augmentation["scale"]
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise UserError(
+            f"config correlation_augmentation.scale must be [low, high] with 0 < low <= high <= 1, got {scale}"
+        )
+    if not 0 <= augmentation["rotation"] <= 180:
+        raise UserError(f"config correlation_augmentation.rotation must lie in [0, 180] degrees, "
+                        f"got {augmentation['rotation']}")
+    if config["synthesis"]["ema"]["half_life_images"] <= 0:
+        raise UserError("config synthesis.ema.half_life_images must be positive")

@@ -16,6 +16,7 @@ import torch
 
 from lord.assets import read_json
 from lord.errors import UserError
+from lord.networks import stylegan
 from lord.networks.lord import Encoder, Generator
 
 STAGES = ("latent", "amortized", "synthesis")
@@ -115,11 +116,133 @@ class AmortizedModel(torch.nn.Module):
         return self.generator(self.content_encoder(images), self.class_encoder(images))
 
 
+# -- OverLORD ----------------------------------------------------------------------------------------
+
+
+def code_dims(config):
+    """(label, correlated, uncorrelated) code sizes; the correlated size is 0 without a correlation."""
+    correlated = config["correlated_dim"] if config["correlation"] is not None else 0
+    return config["label_dim"], correlated, config["uncorrelated_dim"]
+
+
+def reference_code(label_code, correlated_code):
+    """The part of the code a reference image gives in a translation: concat(label, correlated if any)."""
+    return label_code if correlated_code is None else torch.cat([label_code, correlated_code], dim=1)
+
+
+def overlord_code(label_code, correlated_code, uncorrelated_code):
+    """The generator's input: concat(label, correlated if any, uncorrelated)."""
+    return torch.cat([reference_code(label_code, correlated_code), uncorrelated_code], dim=1)
+
+
+def correlated_input(images, masks):
+    """What the correlated encoder sees: the image, or only its masked region (localized correlation)."""
+    return images if masks is None else images * masks
+
+
+def build_stylegan_generator(config):
+    height, _, channels = img_shape_of(config)
+    options = config["generator"]
+    return stylegan.Generator(
+        sum(code_dims(config)), height, channels, channel_base=options["channel_base"],
+        channel_max=options["channel_max"], mapping_layers=options["mapping_layers"], noise=options["noise"],
+    )
+
+
+def build_stylegan_encoder(config, code_dim):
+    height, _, channels = img_shape_of(config)
+    options = config["encoder"]
+    return stylegan.Encoder(height, channels, code_dim, options["channel_base"], options["channel_max"])
+
+
+def build_discriminator(config):
+    height, _, channels = img_shape_of(config)
+    options = config["discriminator"]
+    return stylegan.Discriminator(
+        height, channels, options["channel_base"], options["channel_max"], mbstd_group_size=options["mbstd_group_size"]
+    )
+
+
+def build_correlated_encoder(config):
+    _, correlated_dim, _ = code_dims(config)
+    return build_stylegan_encoder(config, correlated_dim) if correlated_dim else None
+
+
+class OverlordLatentModel(torch.nn.Module):
+    """OverLORD stage 1: the generator, one free code per label value and per image, and the
+    correlated encoder (None without a correlation).
+
+    Label codes start at the unit scale the generator's style layers expect, uncorrelated codes near
+    zero (as LORD's content codes): what a label explains is then taken up by its shared code before
+    the per-image codes grow to carry it.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        data = config["data"]
+        label_dim, _, uncorrelated_dim = code_dims(config)
+        self.generator = build_stylegan_generator(config)
+        self.label_embedding = torch.nn.Embedding(data["n_labels"], label_dim)
+        self.uncorrelated_embedding = torch.nn.Embedding(data["n_images"], uncorrelated_dim)
+        self.correlated_encoder = build_correlated_encoder(config)
+        torch.nn.init.normal_(self.label_embedding.weight)
+        torch.nn.init.uniform_(self.uncorrelated_embedding.weight, -0.05, 0.05)
+
+
+class OverlordAmortizedModel(torch.nn.Module):
+    """OverLORD stage 2: an encoder for every code, and stage 1's generator."""
+
+    def __init__(self, config):
+        super().__init__()
+        label_dim, _, uncorrelated_dim = code_dims(config)
+        self.label_encoder = build_stylegan_encoder(config, label_dim)
+        self.uncorrelated_encoder = build_stylegan_encoder(config, uncorrelated_dim)
+        self.correlated_encoder = build_correlated_encoder(config)
+        self.generator = build_stylegan_generator(config)
+
+    def encode(self, images, masks=None):
+        """(label, correlated or None, uncorrelated) codes; `masks` (B, 1, H, W) for a localized correlation."""
+        correlated = None
+        if self.correlated_encoder is not None:
+            correlated = self.correlated_encoder(correlated_input(images, masks))
+        return self.label_encoder(images), correlated, self.uncorrelated_encoder(images)
+
+
+class OverlordSynthesisModel(OverlordAmortizedModel):
+    """OverLORD stage 3: the tuned encoders and generator, the generator's moving average (used for
+    samples and inference), and the discriminator."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.generator_ema = build_stylegan_generator(config)
+        self.discriminator = build_discriminator(config)
+
+
+STAGE_MODULES = {
+    ("lord", "latent"): LatentModel,
+    ("lord", "amortized"): AmortizedModel,
+    ("overlord", "latent"): OverlordLatentModel,
+    ("overlord", "amortized"): OverlordAmortizedModel,
+    ("overlord", "synthesis"): OverlordSynthesisModel,
+}
+
+
+def arch_of(config):
+    return config.get("arch", "lord")
+
+
+def stage_module_class(config, stage):
+    """The module class of `stage` for the config's architecture."""
+    arch = arch_of(config)
+    if (arch, stage) not in STAGE_MODULES:
+        raise UserError(f"{arch} models have no {stage} stage")
+    return STAGE_MODULES[arch, stage]
+
+
 def load_stage(model_dir, stage, config=None):
     """The module of a completed stage with its final weights, on the CPU, in eval mode."""
     config = read_config(model_dir) if config is None else config
-    if config.get("arch", "lord") != "lord":
-        raise UserError(f"model {model_dir} has arch {config.get('arch')!r}; this loader reads LORD models")
+    module_class = stage_module_class(config, stage)
     path = weights_path(model_dir, stage)
     if not path.is_file():
         done = completed_stages(model_dir)
@@ -127,6 +250,6 @@ def load_stage(model_dir, stage, config=None):
             f"model {Path(model_dir).name} has no completed {stage} stage"
             + (f" (completed: {', '.join(done)})" if done else " (no stage completed yet)")
         )
-    module = {"latent": LatentModel, "amortized": AmortizedModel}[stage](config)
+    module = module_class(config)
     load_state_checked(module, load_tensors(path), str(path))
     return module.eval()

@@ -113,3 +113,54 @@ def base_with_data(synthetic_base, tmp_path):
     target = tmp_path / "base"
     shutil.copytree(synthetic_base, target)
     return target
+
+
+OVERLORD_PRESETS = {
+    "none": "overlord-tiny", "pose-invariant": "overlord-tiny-pose", "localized": "overlord-tiny-localized",
+}
+OVERLORD_TINY_SETS = [
+    "label_dim=8", "uncorrelated_dim=8", "generator.channel_base=256", "generator.channel_max=16",
+    "encoder.channel_base=256", "encoder.channel_max=16", "discriminator.channel_base=256",
+    "discriminator.channel_max=16", "disentanglement.batch_size=16", "disentanglement.n_epochs=2",
+    "amortization.batch_size=16", "amortization.n_epochs=2", "synthesis.batch_size=8", "synthesis.n_epochs=1",
+    "synthesis.ema.half_life_images=50", "runtime.n_samples=4", "runtime.log_every=2",
+]
+
+
+def overlord_set_args(correlation="none", *extra):
+    """`--set` arguments shrinking an OverLORD CPU preset for tests, plus `extra` KEY=VALUE strings."""
+    items = list(OVERLORD_TINY_SETS) + (["correlated_dim=4"] if correlation != "none" else []) + list(extra)
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="session")
+def synthetic32_base(tmp_path_factory):
+    """A base dir holding `syn32`: 96 images of the 32 px synthetic set, 2 classes, with masks."""
+    from lord.assets import BaseDir
+    from lord.data import store
+
+    base = tmp_path_factory.mktemp("synthetic32-base")
+    code = CLI.main(["-bd", str(base), "-q", "preprocess", "-di", "synthetic", "-dn", "full32", "--img-size", "32",
+                     "--n-classes", "2"])
+    assert code == 0
+    paths = BaseDir(base)
+    full = store.load(paths.data_path("full32"))
+    store.save(paths.data_path("syn32"), full.subset(np.arange(0, len(full), 9)))
+    paths.data_path("full32").unlink()
+    return base
+
+
+@pytest.fixture(scope="session")
+def overlord_models(synthetic32_base, tmp_path_factory):
+    """A base dir with one OverLORD model per correlation mode (named after it), all three stages trained."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("overlord-models")
+    shutil.copytree(synthetic32_base, base, dirs_exist_ok=True)
+    for correlation, preset in OVERLORD_PRESETS.items():
+        common = ["-bd", str(base), "-q", "--device", "cpu"]
+        assert CLI.main([*common, "train", "-dn", "syn32", "-mn", correlation, "-cf", preset,
+                         *overlord_set_args(correlation)]) == 0
+        assert CLI.main([*common, "train-encoders", "-dn", "syn32", "-mn", correlation]) == 0
+        assert CLI.main([*common, "train-synthesis", "-dn", "syn32", "-mn", correlation]) == 0
+    return base

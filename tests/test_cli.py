@@ -21,6 +21,9 @@ SAME = [
     (["train", "-dn", "d", "-mn", "m", "-cf", "lord-tiny"],
      ["train", "--data-name", "d", "--model-name", "m", "--config", "lord-tiny"]),
     (["train-encoders", "-dn", "d", "-mn", "m"], ["train-encoders", "--data-name", "d", "--model-name", "m"]),
+    (["train-synthesis", "-dn", "d", "-mn", "m"], ["train-synthesis", "--data-name", "d", "--model-name", "m"]),
+    (["manipulate", "-mn", "m", "-i", "a", "-r", "b", "-o", "c"],
+     ["manipulate", "--model-name", "m", "--img-path", "a", "--reference-img-path", "b", "--output-img-path", "c"]),
 ]
 
 
@@ -61,5 +64,6 @@ def test_parse_errors_are_one_line(run_cli, args):
 def test_help_lists_every_subcommand(run_cli):
     result = run_cli("--help")
     assert result.code == 0
-    for name in ("preprocess", "split-classes", "split-samples", "train", "train-encoders", "demo"):
+    for name in ("preprocess", "split-classes", "split-samples", "train", "train-encoders", "train-synthesis",
+                 "manipulate", "demo"):
         assert name in result.out

@@ -1,4 +1,5 @@
-"""The training stages as functions of a base directory: what `train` and `train-encoders` run.
+"""The training stages as functions of a base directory: what `train`, `train-encoders` and
+`train-synthesis` run, for LORD and OverLORD models alike (the config's `arch` decides).
 
 Each function validates everything it can (names, data, config, weights) before it touches the
 model directory, so a mistake leaves no trace; then it locks the model directory for the run.
@@ -15,12 +16,25 @@ from lord import configuration
 from lord.assets import BaseDir, ModelLock, atomic_write_json
 from lord.data import store
 from lord.errors import UserError
-from lord.model import LatentModel, checkpoint_path, load_state_checked, load_tensors, read_config, weights_path
+from lord.model import (
+    arch_of, checkpoint_path, load_state_checked, load_tensors, read_config, stage_module_class, weights_path,
+)
+from lord.networks import stylegan
 from lord.training.common import dataset_fingerprint
 from lord.training.data import resolve_device
 from lord.training.loop import Run
 
-__all__ = ["train", "train_encoders", "seed_everything"]
+__all__ = ["train", "train_encoders", "train_synthesis", "seed_everything"]
+
+# Per architecture, each stage's block in the config.
+STAGE_CONFIG_KEYS = {
+    "lord": {"latent": "train", "amortized": "train_encoders"},
+    "overlord": {"latent": "disentanglement", "amortized": "amortization", "synthesis": "synthesis"},
+}
+STAGE_NUMBERS = {"latent": 1, "amortized": 2, "synthesis": 3}
+COMMANDS = {"latent": "train", "amortized": "train-encoders", "synthesis": "train-synthesis"}
+PREVIOUS_STAGE = {"amortized": "latent", "synthesis": "amortized"}
+TRAINED_WHAT = {"amortized": "trained encoders", "synthesis": "a trained synthesis stage"}
 
 
 def seed_everything(seed):
@@ -29,14 +43,42 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def data_block(data_name, dataset):
-    return {
+def data_block(data_name, dataset, config):
+    block = {
         "name": data_name,
         "img_shape": list(dataset.img_shape),
         "n_classes": int(dataset.n_classes),
         "n_images": len(dataset),
         "fingerprint": dataset_fingerprint(dataset),
     }
+    if arch_of(config) == "overlord":
+        block["n_labels"] = dataset.label(config["labeled_attribute"])[1]
+    return block
+
+
+def check_data_fits(config, data_name, dataset):
+    """What an OverLORD config asks of the data: square power-of-two images, its label, its masks."""
+    if arch_of(config) != "overlord":
+        return
+    height, width, channels = dataset.img_shape
+    try:
+        stylegan.check_architecture(height, channels, config["generator"]["channel_base"],
+                                    config["generator"]["channel_max"])
+    except ValueError as error:
+        raise UserError(f"data {data_name!r} does not fit the OverLORD networks: {error}") from None
+    if height != width:
+        raise UserError(f"OverLORD needs square images; {data_name!r} has {height}x{width}")
+    dataset.label(config["labeled_attribute"])
+    if config["correlation"] == "localized" and "masks" not in dataset.extras:
+        raise UserError(f"correlation 'localized' needs `masks` in the data; {data_name!r} has none")
+
+
+def stage_key(config, stage_name):
+    """The config block of a stage, or a UserError when the model's architecture has no such stage."""
+    keys = STAGE_CONFIG_KEYS[arch_of(config)]
+    if stage_name not in keys:
+        raise UserError(f"{COMMANDS[stage_name]} is for OverLORD models; this model has arch {arch_of(config)!r}")
+    return keys[stage_name]
 
 
 def check_same_data(config, data_name, dataset, what):
@@ -90,64 +132,107 @@ def train(base_dir, data_name, model_name, config, overrides=(), config_name=Non
         config = configuration.apply_overrides(config, overrides)
         config["config_name"] = config_name
         config["seed"] = seed
-        config["data"] = data_block(data_name, dataset)
-    check_batch_size(config["train"]["batch_size"], dataset, "train.batch_size")
-    from lord.training.latent import LatentStage as build
-
-    device = resolve_device(device)
-    seed_everything(seed)
-    stage = build(config, dataset, device, seed=seed)
-    with ModelLock(model_dir):
-        if not resume:
-            _clear_model(base, model_name, model_dir)
-            atomic_write_json(model_dir / "config.json", config)
-        run = Run(stage, model_dir, base.tensorboard_dir(model_name), seed=seed, quiet=quiet,
-                  checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"])
-        run.run(resume=resume)
-    if not quiet:
-        print(f"stage 1 done: {weights_path(model_dir, stage.name)}")
-    return model_dir
-
-
-def load_latent_state(model_dir, config):
-    path = weights_path(model_dir, "latent")
-    if not path.is_file():
-        raise UserError(f"model {model_dir.name!r} has no completed stage 1 ({path} is missing): run train first")
-    state = load_tensors(path)
-    load_state_checked(LatentModel(config), state, str(path))
-    return state
+        config["data"] = data_block(data_name, dataset, config)
+    return _run_stage(base, model_name, data_name, dataset, config, "latent", device=device, seed=seed,
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes)
 
 
 def train_encoders(base_dir, data_name, model_name, overrides=(), overwrite=False, device="auto", seed=0,
                    quiet=False, resume=False, checkpoint_minutes=10.0):
     """Stage 2: amortized encoders. Adds `amortized.pt` to an existing model."""
+    return _train_later_stage(base_dir, data_name, model_name, "amortized", overrides=overrides, overwrite=overwrite,
+                              device=device, seed=seed, quiet=quiet, resume=resume,
+                              checkpoint_minutes=checkpoint_minutes)
+
+
+def train_synthesis(base_dir, data_name, model_name, overrides=(), overwrite=False, device="auto", seed=0,
+                    quiet=False, resume=False, checkpoint_minutes=10.0):
+    """Stage 3 (OverLORD): adversarial tuning. Adds `synthesis.pt` to a model with trained encoders."""
+    return _train_later_stage(base_dir, data_name, model_name, "synthesis", overrides=overrides, overwrite=overwrite,
+                              device=device, seed=seed, quiet=quiet, resume=resume,
+                              checkpoint_minutes=checkpoint_minutes)
+
+
+def load_stage_state(model_dir, config, stage_name):
+    """The checked weights of a completed earlier stage, which a later stage starts from."""
+    path = weights_path(model_dir, stage_name)
+    if not path.is_file():
+        raise UserError(f"model {model_dir.name!r} has no completed stage {STAGE_NUMBERS[stage_name]} ({path} is "
+                        f"missing): run {COMMANDS[stage_name]} first")
+    state = load_tensors(path)
+    load_state_checked(stage_module_class(config, stage_name)(config), state, str(path))
+    return state
+
+
+def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, overwrite, device, seed, quiet,
+                       resume, checkpoint_minutes):
+    """A stage that adds to an existing model: only its own config block (and runtime) may change."""
     base = BaseDir(base_dir)
     model_dir = base.existing_model_dir(model_name)
     dataset = store.load(base.existing_data_path(data_name))
     config = read_config(model_dir)
-    check_same_data(config, data_name, dataset, "train-encoders")
+    key = stage_key(config, stage_name)
+    check_same_data(config, data_name, dataset, COMMANDS[stage_name])
     if resume and overrides:
         raise UserError("--set cannot be combined with --resume: the run continues with its saved config.json")
-    config = configuration.apply_overrides(config, overrides, allowed_prefixes=("train_encoders.", "runtime."))
-    done = weights_path(model_dir, "amortized")
+    config = configuration.apply_overrides(config, overrides, allowed_prefixes=(f"{key}.", "runtime."))
+    done = weights_path(model_dir, stage_name)
     if not resume and done.exists() and not overwrite:
-        raise UserError(f"model {model_name!r} already has trained encoders ({done}); use --overwrite to retrain them")
-    check_batch_size(config["train_encoders"]["batch_size"], dataset, "train_encoders.batch_size")
-    latent_state = load_latent_state(model_dir, config)
-    from lord.training.amortized import AmortizedStage
+        raise UserError(f"model {model_name!r} already has {TRAINED_WHAT[stage_name]} ({done}); "
+                        "use --overwrite to retrain")
+    return _run_stage(base, model_name, data_name, dataset, config, stage_name, device=device, seed=seed,
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes)
 
+
+def build_stage(stage_name, config, dataset, device, seed, model_dir):
+    """The Stage object for the config's architecture, started from the earlier stages' weights."""
+    previous = []
+    stage = stage_name
+    while stage in PREVIOUS_STAGE:
+        stage = PREVIOUS_STAGE[stage]
+        previous.insert(0, load_stage_state(model_dir, config, stage))
+    if arch_of(config) == "lord":
+        from lord.training.amortized import AmortizedStage
+        from lord.training.latent import LatentStage
+
+        stage_class = {"latent": LatentStage, "amortized": AmortizedStage}[stage_name]
+    else:
+        from lord.training.overlord_amortized import OverlordAmortizedStage
+        from lord.training.overlord_latent import OverlordLatentStage
+        from lord.training.synthesis import SynthesisStage
+
+        stage_class = {"latent": OverlordLatentStage, "amortized": OverlordAmortizedStage,
+                       "synthesis": SynthesisStage}[stage_name]
+    return stage_class(config, dataset, device, *previous, seed=seed)
+
+
+def _run_stage(base, model_name, data_name, dataset, config, stage_name, device, seed, quiet, resume,
+               checkpoint_minutes):
+    """What every stage shares once its config is settled: the last checks, building the stage from
+    the earlier stages' weights, the lock, preparing the directory, and the loop."""
+    model_dir = base.model_dir(model_name)
+    check_data_fits(config, data_name, dataset)
+    key = stage_key(config, stage_name)
+    check_batch_size(config[key]["batch_size"], dataset, f"{key}.batch_size")
     device = resolve_device(device)
     seed_everything(seed)
-    stage = AmortizedStage(config, dataset, device, latent_state, seed=seed)
+    stage = build_stage(stage_name, config, dataset, device, seed, model_dir)
+    done = weights_path(model_dir, stage_name)
     with ModelLock(model_dir):
         if not resume:
-            for stale in (done, checkpoint_path(model_dir, stage.name)):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
+            if stage_name == "latent":
+                _clear_model(base, model_name, model_dir)
+            else:
+                for stale in (done, checkpoint_path(model_dir, stage_name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
             atomic_write_json(model_dir / "config.json", config)
         run = Run(stage, model_dir, base.tensorboard_dir(model_name), seed=seed, quiet=quiet,
                   checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"])
         run.run(resume=resume)
     if not quiet:
-        print(f"stage 2 done: {done}")
+        print(f"stage {STAGE_NUMBERS[stage_name]} done: {done}")
+        if stage_name == "amortized" and weights_path(model_dir, "synthesis").exists():
+            print(f"note: {weights_path(model_dir, 'synthesis')} was tuned from the previous encoders; "
+                  "run train-synthesis --overwrite to tune these")
     return model_dir

@@ -1,0 +1,44 @@
+"""The correlated encoder's view of an image in stage 1: the (masked) image under a random resized
+crop, horizontal flip and rotation, so the correlated code cannot carry the pose.
+
+Batched on the device: one affine_grid + grid_sample for the whole batch, with per-sample parameters
+drawn from the stage's torch.Generator.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lord.training.data import DeviceImages
+
+
+def device_masks(masks, device, channels_last=True):
+    """Masks (N, H, W) as DeviceImages whose batches are 0/1 float (B, 1, H, W)."""
+    return DeviceImages(np.where(masks > 0, np.uint8(255), np.uint8(0))[..., None], device, channels_last)
+
+
+def random_pose(images, generator, scale, flip, rotation):
+    """Each image (B, C, H, W) resampled from a random square crop, mirrored and rotated.
+
+    The crop's area is a uniform share in `scale` = (low, high) of the image's area (as in
+    torchvision's RandomResizedCrop with a square aspect), placed uniformly inside the image;
+    it is mirrored with probability 1/2 when `flip`, and turned by a uniform angle in
+    [-rotation, rotation] degrees. Every step draws the same numbers whatever the options, so a
+    run's random stream does not depend on them.
+    """
+    batch = images.shape[0]
+    draws = torch.rand(batch, 5, generator=generator, device=images.device)
+    low, high = float(scale[0]), float(scale[1])
+    side = torch.sqrt(low + (high - low) * draws[:, 0])
+    angle = (2 * draws[:, 1] - 1) * math.radians(float(rotation))
+    mirror = torch.where(draws[:, 2] < 0.5, -1.0, 1.0) if flip else torch.ones_like(side)
+    centre = (2 * draws[:, 3:5] - 1) * (1 - side)[:, None]
+    cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+    theta = torch.stack([
+        torch.stack([cos * mirror, -sin, centre[:, 0]], dim=1),
+        torch.stack([sin * mirror, cos, centre[:, 1]], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

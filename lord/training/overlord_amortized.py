@@ -1,0 +1,114 @@
+"""Stage 2 of OverLORD (`train-encoders`, amortization): encoders that infer the stage-1 codes.
+
+A label encoder and an uncorrelated encoder regress the label and uncorrelated codes stage 1 learned
+(MSE). The correlated encoder already is an encoder: it is carried over from stage 1, as is the
+generator, both frozen here, so this stage's weights file is a complete model for inference.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from lord.model import OverlordAmortizedModel, reference_code
+from lord.training.common import autocast, generate_grid, grid_image, pick_samples
+from lord.training.correlation import device_masks
+from lord.training.data import DeviceImages, to_device_labels
+from lord.training.loop import Stage
+from lord.training.optim import adam, set_cosine_learning_rates
+
+
+def submodule_state(state, prefix):
+    """The entries of a flat state_dict under `prefix.`, with the prefix removed."""
+    return {key[len(prefix) + 1:]: value for key, value in state.items() if key.startswith(prefix + ".")}
+
+
+class OverlordAmortizedStage(Stage):
+    name = "amortized"
+
+    def __init__(self, config, dataset, device, latent_state, seed=0):
+        stage = config["amortization"]
+        runtime = config["runtime"]
+        self.device = device
+        self.batch_size = stage["batch_size"]
+        self.n_epochs = stage["n_epochs"]
+        self.n_images = len(dataset)
+        self.weights = stage["loss_weights"]
+        self.amp = runtime["mixed_precision"]
+        self.sample_seed = seed
+
+        self.model = OverlordAmortizedModel(config)
+        self.model.generator.load_state_dict(submodule_state(latent_state, "generator"))
+        frozen = [self.model.generator]
+        if self.model.correlated_encoder is not None:
+            self.model.correlated_encoder.load_state_dict(submodule_state(latent_state, "correlated_encoder"))
+            frozen.append(self.model.correlated_encoder)
+        for module in frozen:
+            module.requires_grad_(False)
+        self.model.to(device)
+        if device.type == "cuda" and runtime["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        self.label_targets = latent_state["label_embedding.weight"].to(device)
+        self.uncorrelated_targets = latent_state["uncorrelated_embedding.weight"].to(device)
+        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
+        self.masks = None
+        if config["correlation"] == "localized":
+            self.masks = device_masks(dataset.extras["masks"], device, runtime["channels_last"])
+        labels, _ = dataset.label(config["labeled_attribute"])
+        self.labels = to_device_labels(labels, device)
+        trained = list(self.model.label_encoder.parameters()) + list(self.model.uncorrelated_encoder.parameters())
+        rates = stage["learning_rate"]
+        self.optimizer = adam(
+            [{"params": trained, "name": "encoders", "lr": rates["max"], "max_lr": rates["max"],
+              "min_lr": rates["min"]}],
+            device=device,
+        )
+        self.sample_indices = torch.as_tensor(pick_samples(labels, runtime["n_samples"], seed), device=device)
+
+    def train_step(self, indices, step, total_steps):
+        set_cosine_learning_rates(self.optimizer, step, total_steps)
+        images = self.images.batch(indices)
+        with autocast(self.device, self.amp):
+            label_code = self.model.label_encoder(images)
+            uncorrelated_code = self.model.uncorrelated_encoder(images)
+        label_loss = F.mse_loss(label_code.float(), self.label_targets[self.labels[indices]])
+        uncorrelated_loss = F.mse_loss(uncorrelated_code.float(), self.uncorrelated_targets[indices])
+        loss = self.weights["label"] * label_loss + self.weights["uncorrelated"] * uncorrelated_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach(), "label_regression": label_loss.detach(),
+                "uncorrelated_regression": uncorrelated_loss.detach()}
+
+    def learning_rates(self):
+        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def final_state_dict(self):
+        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def sample_grid(self):
+        """Row r: label and correlated code encoded from sample r; column c: uncorrelated code of sample c."""
+        return encoded_translation_grid(self, self.model.generator)
+
+
+def encoded_translation_grid(stage, generator):
+    """A translation grid of a stage's sample images made entirely from encoded codes."""
+    stage.model.eval()
+    images = stage.images.batch(stage.sample_indices)
+    masks = None if stage.masks is None else stage.masks.batch(stage.sample_indices)
+    noise = torch.Generator(device=stage.device).manual_seed(stage.sample_seed)
+    with autocast(stage.device, stage.amp):
+        label, correlated, uncorrelated = stage.model.encode(images, masks)
+        rows = reference_code(label, correlated)
+        generated = generate_grid(
+            lambda columns, rows: generator(torch.cat([rows, columns], dim=1), noise_generator=noise),
+            uncorrelated, rows,
+        )
+    stage.model.train()
+    return grid_image(images, images, generated)
