@@ -28,7 +28,8 @@ def trained(tmp_path_factory, synthetic_base):
     base = tmp_path_factory.mktemp("trained")
     shutil.copytree(synthetic_base, base, dirs_exist_ok=True)
     assert CLI.main(["-bd", str(base), "-q", "train", "-dn", "syn", "-mn", "m", "-cf", "lord-tiny",
-                     *set_args("train.n_epochs=4")]) == 0
+                     *set_args("train.n_epochs=4", "train.learning_rate.latent=0.01",
+                               "train.learning_rate.generator=0.001")]) == 0
     assert CLI.main(["-bd", str(base), "-q", "train-encoders", "-dn", "syn", "-mn", "m",
                      "--set", "train_encoders.n_epochs=4", "--set", "train_encoders.learning_rate.max=0.003"]) == 0
     return base, BaseDir(base).model_dir("m")

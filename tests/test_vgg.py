@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from lord.errors import UserError
-from lord.networks.vgg import PerceptualLoss, VGG16Features, load_vgg16_state_dict
+from lord.networks.vgg import PerceptualLoss, VGG16Features
+from lord.weights import VGG16_WEIGHTS, load_weight_file, reconstruction_loss
 
 # torchvision's vgg16 weight file: features.<index> for the 13 convolutions, then the classifier.
 CONV_SHAPES = {
@@ -42,7 +43,7 @@ def test_feature_layout_matches_torchvision_indices():
 def test_full_weight_file_in_torchvision_layout_loads(tmp_path, monkeypatch):
     state = fake_vgg16_file(tmp_path / "vgg16-397923af.pth", classifier=True)
     monkeypatch.setenv("LORD_VGG16_WEIGHTS", str(tmp_path / "vgg16-397923af.pth"))
-    loss = PerceptualLoss(download=False)
+    loss = reconstruction_loss({"type": "vgg", "layers": [2, 7, 12, 21, 30], "weights": None}, download=False)
     torch.testing.assert_close(loss.vgg.features[28].weight, state["features.28.weight"])
     images = torch.rand(2, 3, 32, 32)
     assert loss(images, images).abs().max() < 1e-6
@@ -52,7 +53,7 @@ def test_full_weight_file_in_torchvision_layout_loads(tmp_path, monkeypatch):
 def test_tiny_weight_file_gives_the_expected_features(tmp_path):
     state = fake_vgg16_file(tmp_path / "tiny.pth", up_to=2)
     vgg = VGG16Features((2,))
-    vgg.load_features(load_vgg16_state_dict(tmp_path / "tiny.pth", download=False))
+    vgg.load_features(load_weight_file(VGG16_WEIGHTS, tmp_path / "tiny.pth", download=False)[0])
     x = torch.randn(1, 3, 8, 8)
     expected = F.conv2d(F.relu(F.conv2d(x, state["features.0.weight"], state["features.0.bias"], padding=1)),
                         state["features.2.weight"], state["features.2.bias"], padding=1)
@@ -61,7 +62,7 @@ def test_tiny_weight_file_gives_the_expected_features(tmp_path):
 
 def test_grayscale_is_repeated_and_normalised(tmp_path):
     fake_vgg16_file(tmp_path / "tiny.pth", up_to=2)
-    loss = PerceptualLoss((2,), weights_path=str(tmp_path / "tiny.pth"), download=False)
+    loss = PerceptualLoss((2,), torch.load(tmp_path / "tiny.pth", weights_only=True))
     gray = torch.rand(2, 1, 16, 16)
     torch.testing.assert_close(loss(gray, gray * 0.5), loss(gray.expand(-1, 3, -1, -1), gray.expand(-1, 3, -1, -1) * 0.5))
 
@@ -69,7 +70,7 @@ def test_grayscale_is_repeated_and_normalised(tmp_path):
 def test_missing_file_gives_the_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LORD_VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     with pytest.raises(UserError) as error:
-        load_vgg16_state_dict(download=False)
+        reconstruction_loss({"type": "vgg", "layers": [2], "weights": None}, download=False)
     message = str(error.value)
     assert "LORD_VGG16_WEIGHTS" in message and "perceptual_loss.type=l1" in message and "does not exist" in message
 
@@ -77,7 +78,7 @@ def test_missing_file_gives_the_clear_error(tmp_path, monkeypatch):
 def test_a_file_without_features_is_refused(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="features"):
-        load_vgg16_state_dict(tmp_path / "other.pth", download=False)
+        reconstruction_loss({"type": "vgg", "layers": [2], "weights": str(tmp_path / "other.pth")}, download=False)
 
 
 def test_wrong_shapes_are_named(tmp_path):
@@ -85,4 +86,4 @@ def test_wrong_shapes_are_named(tmp_path):
                 "features.2.weight": torch.zeros(64, 64, 3, 3), "features.2.bias": torch.zeros(64)},
                tmp_path / "wrong.pth")
     with pytest.raises(UserError, match="features.0.weight"):
-        PerceptualLoss((2,), weights_path=str(tmp_path / "wrong.pth"), download=False)
+        reconstruction_loss({"type": "vgg", "layers": [2], "weights": str(tmp_path / "wrong.pth")}, download=False)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lord.evaluation.weights import WeightFile, load_checked, load_weight_file
+from lord.weights import WeightFile, load_checked, load_weight_file
 
 FID_WEIGHTS = WeightFile(
     description="the FID InceptionV3 weights",

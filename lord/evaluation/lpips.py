@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lord.errors import UserError
-from lord.evaluation.weights import WeightFile, load_checked, load_weight_file
+from lord.weights import VGG16_WEIGHTS, WeightFile, load_checked, load_weight_file
 from lord.networks.vgg import vgg16_feature_layers
 
 LPIPS_ENV = "LORD_LPIPS_WEIGHTS"
@@ -72,12 +72,7 @@ BACKBONES = {
     "vgg": Backbone(
         taps=(3, 8, 15, 22, 29),
         channels=(64, 128, 256, 512, 512),
-        weights=WeightFile(
-            description="the torchvision VGG16 ImageNet weights",
-            url="https://download.pytorch.org/models/vgg16-397923af.pth",
-            file_name="vgg16-397923af.pth",
-            env="LORD_VGG16_WEIGHTS",
-        ),
+        weights=VGG16_WEIGHTS,
         calibration=_calibration_file("vgg", "a78928a0"),
     ),
 }

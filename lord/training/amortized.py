@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lord.model import AmortizedModel
-from lord.networks.vgg import reconstruction_loss
+from lord.weights import reconstruction_loss
 from lord.training.common import autocast, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.loop import Stage

@@ -7,7 +7,7 @@ Gaussian noise in training and an L2 penalty, so class information is cheapest i
 import torch
 
 from lord.model import LatentModel
-from lord.networks.vgg import reconstruction_loss
+from lord.weights import reconstruction_loss
 from lord.training.common import autocast, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.loop import Stage

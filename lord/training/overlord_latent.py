@@ -11,7 +11,7 @@ carry what goes with the label but not the pose.
 import torch
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code
-from lord.networks.vgg import reconstruction_loss
+from lord.weights import reconstruction_loss
 from lord.training.common import autocast, generate_grid, grid_image, pick_samples
 from lord.training.correlation import device_masks, random_pose
 from lord.training.data import DeviceImages, to_device_labels

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from lord.model import OverlordSynthesisModel, correlated_input, overlord_code
 from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
-from lord.networks.vgg import reconstruction_loss
+from lord.weights import reconstruction_loss
 from lord.training.common import autocast, pick_samples
 from lord.training.correlation import device_masks
 from lord.training.data import DeviceImages, to_device_labels

@@ -1,4 +1,5 @@
-"""Finding and checking the public weight files the feature networks need.
+"""Finding and checking the public pretrained weight files: VGG16 for the perceptual loss, and the
+feature networks of the evaluation (FID Inception, LPIPS).
 
 A file is looked for at an explicit path, else at the path in an environment variable (a directory
 is searched for the official file name), else in torch.hub's cache, downloading it there when
@@ -43,9 +44,9 @@ class WeightFile:
         )
 
 
-def load_weight_file(weight_file, path=None, download=True):
+def load_weight_file(weight_file, path=None, download=True, hint=""):
     """(state dict, where it came from) of `weight_file`: from `path`, else ${env}, else torch.hub's
-    cache, else a download into that cache."""
+    cache, else a download into that cache. `hint` ends every error message (other ways out)."""
     for source, candidate in (("the given path", path), (f"${weight_file.env}", os.environ.get(weight_file.env))):
         if not candidate:
             continue
@@ -55,7 +56,7 @@ def load_weight_file(weight_file, path=None, download=True):
         if not candidate.is_file():
             raise UserError(
                 f"{weight_file.description}: {source} names {candidate}, which does not exist; "
-                + weight_file.how_to_provide()
+                + weight_file.how_to_provide() + hint
             )
         return read_state_dict(candidate, weight_file.description), str(candidate)
     cached = weight_file.cache_path()
@@ -63,7 +64,7 @@ def load_weight_file(weight_file, path=None, download=True):
         return read_state_dict(cached, weight_file.description), str(cached)
     if not download:
         raise UserError(f"{weight_file.description} not found (no path given, ${weight_file.env} unset, "
-                        f"not in torch.hub's cache); " + weight_file.how_to_provide())
+                        f"not in torch.hub's cache); " + weight_file.how_to_provide() + hint)
     try:
         state = torch.hub.load_state_dict_from_url(
             weight_file.url, map_location="cpu", progress=False, check_hash=True,
@@ -72,7 +73,7 @@ def load_weight_file(weight_file, path=None, download=True):
     except Exception as error:  # offline, a proxy, a hash mismatch or a corrupt download
         raise UserError(
             f"{weight_file.description} could not be downloaded ({type(error).__name__}: {error}); "
-            + weight_file.how_to_provide()
+            + weight_file.how_to_provide() + hint
         ) from None
     return _as_state_dict(state, weight_file.url, weight_file.description), str(cached)
 
@@ -124,3 +125,25 @@ def load_checked(module, state, description, origin):
         raise UserError(f"{origin} does not hold {description} ({'; '.join(problems)})")
     module.load_state_dict(state, strict=True)
     return module
+
+
+VGG16_WEIGHTS = WeightFile(
+    description="the torchvision VGG16 ImageNet weights",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    file_name="vgg16-397923af.pth",
+    env="LORD_VGG16_WEIGHTS",
+)
+PERCEPTUAL_HINT = (
+    "; or give its path with --set perceptual_loss.weights=PATH, or train with a plain pixel loss: "
+    "--set perceptual_loss.type=l1"
+)
+
+
+def reconstruction_loss(perceptual_config, download=True):
+    """The loss module a config's `perceptual_loss` block asks for, with its pretrained weights."""
+    from lord.networks.vgg import PerceptualLoss, PixelLoss
+
+    if perceptual_config["type"] == "l1":
+        return PixelLoss()
+    state, origin = load_weight_file(VGG16_WEIGHTS, perceptual_config.get("weights"), download, PERCEPTUAL_HINT)
+    return PerceptualLoss(perceptual_config["layers"], state, origin)
