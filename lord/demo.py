@@ -14,12 +14,13 @@ from lord.errors import UserError
 from lord.inference import load_model
 from lord.training import train, train_encoders
 from lord.training.common import pick_samples
-from lord.visualize import save_png, translation_grid
+from lord.visualize import save_png, translation_grid, upscale
 
 DATA_NAME = "demo"
 MODEL_NAME = "demo"
 IMG_SIZE = 32
-N_CLASSES = 10
+N_CLASSES = 8
+GRID_UPSCALE = 4  # nearest-neighbour, so the 32x32 cells are easy to see
 TEST_SPLIT = 0.1
 
 
@@ -60,7 +61,7 @@ def run_demo(base_dir, config, config_name="lord-tiny", device="auto", seed=0, q
     images = test.imgs[chosen]
     grid = translation_grid(images, images, model.translate_images(images, images))
     grid_path = model_dir / "demo-translation.png"
-    save_png(grid_path, grid)
+    save_png(grid_path, upscale(grid, GRID_UPSCALE))
 
     if not quiet:
         total = time.perf_counter() - started
