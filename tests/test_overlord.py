@@ -22,6 +22,7 @@ from lord.model import (
 )
 from lord.training import seed_everything
 from lord.training.correlation import random_pose
+from lord.training.loop import Batch
 from lord.training.loop import Run
 
 # preset: attribute, correlation, (label, correlated, uncorrelated) dims, std, decay, then (batch size,
@@ -186,7 +187,8 @@ def test_synthesis_steps_change_generator_and_discriminator(overlord_models):
     stage = SynthesisStage(model_config, dataset, torch.device("cpu"), *states, seed=0)
     before = {key: value.clone() for key, value in stage.model.state_dict().items()}
     for step in range(3):
-        losses = stage.train_step(torch.arange(step * 8, step * 8 + 8), step, 3)
+        indices = torch.arange(step * 8, step * 8 + 8)
+        losses = stage.train_step(Batch(indices, indices, 8), step, 3)
         assert all(torch.isfinite(value) for value in losses.values())
     after = stage.model.state_dict()
 
@@ -202,10 +204,10 @@ def interrupt_at(stage, step_to_interrupt):
     """Send this process SIGINT during one step: the loop saves a checkpoint after it and stops."""
     train_step = stage.train_step
 
-    def step(indices, global_step, total_steps):
+    def step(batch, global_step, total_steps):
         if global_step == step_to_interrupt:
             os.kill(os.getpid(), signal.SIGINT)
-        return train_step(indices, global_step, total_steps)
+        return train_step(batch, global_step, total_steps)
 
     stage.train_step = step
 

@@ -115,7 +115,8 @@ def test_r1_matches_jacobian_and_finite_differences():
 
     jacobian = torch.autograd.functional.jacobian(discriminator, imgs.detach())
     gradient_of_sum = jacobian.sum(dim=0)
-    expected = 0.5 * gradient_of_sum.square().flatten(1).sum(dim=1).mean()
+    expected = 0.5 * gradient_of_sum.square().flatten(1).sum(dim=1)
+    assert penalty.shape == (3,)
     assert torch.allclose(penalty, expected, rtol=1e-4)
 
     direction = torch.randn_like(imgs)
@@ -129,16 +130,16 @@ def test_r1_matches_jacobian_and_finite_differences():
 def test_r1_can_be_backpropagated():
     discriminator = tiny_discriminator()
     imgs = torch.rand(2, 3, 32, 32, dtype=torch.float64, requires_grad=True)
-    r1_penalty(imgs, discriminator(imgs)).backward()
+    r1_penalty(imgs, discriminator(imgs)).mean().backward()
     assert discriminator.trunk.from_rgb.weight.grad.abs().sum() > 0
 
 
 def test_r1_under_bf16_autocast_is_float32_and_close():
     discriminator = Discriminator(32, 3, channel_base=128, channel_max=8)
     imgs = torch.rand(2, 3, 32, 32, requires_grad=True)
-    reference = r1_penalty(imgs, discriminator(imgs))
+    reference = r1_penalty(imgs, discriminator(imgs)).mean()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        penalty = r1_penalty(imgs, discriminator(imgs))
+        penalty = r1_penalty(imgs, discriminator(imgs)).mean()
     assert penalty.dtype == torch.float32
     assert torch.allclose(penalty, reference, rtol=0.1)
     penalty.backward()
@@ -154,10 +155,11 @@ def test_r1_without_requires_grad_raises():
 
 def test_loss_signs():
     batch = torch.ones(4)
-    confident = discriminator_adversarial_loss(real_logits=5 * batch, fake_logits=-5 * batch)
-    fooled = discriminator_adversarial_loss(real_logits=-5 * batch, fake_logits=5 * batch)
+    confident = discriminator_adversarial_loss(real_logits=5 * batch, fake_logits=-5 * batch).mean()
+    fooled = discriminator_adversarial_loss(real_logits=-5 * batch, fake_logits=5 * batch).mean()
     assert confident < fooled
-    losses = [generator_adversarial_loss(logit * batch) for logit in (-3.0, 0.0, 3.0)]
+    assert generator_adversarial_loss(batch).shape == (4,)
+    losses = [generator_adversarial_loss(logit * batch).mean() for logit in (-3.0, 0.0, 3.0)]
     assert losses[0] > losses[1] > losses[2]
     assert torch.allclose(losses[1], torch.log(torch.tensor(2.0)))
 

@@ -10,7 +10,7 @@ from conftest import set_args
 from lord.assets import BaseDir
 from lord.data import store
 from lord.model import AmortizedModel, LatentModel, load_stage, read_config
-from lord.training.optim import RowAdam
+from lord.training.embeddings import EmbeddingAdam
 
 
 def metrics(model_dir, stage):
@@ -128,26 +128,46 @@ def test_rows_embedding_update_trains(base_with_data, run_cli):
     assert epochs[-1]["reconstruction"] < 0.7 * epochs[0]["reconstruction"]
 
 
-def test_row_adam_equals_adam_when_every_row_is_in_every_batch():
+@pytest.mark.parametrize("mode", ["dense", "rows"])
+def test_embedding_adam_equals_adam_when_every_row_is_in_every_batch(mode):
     torch.manual_seed(0)
     table = torch.randn(6, 4)
     reference = table.clone().requires_grad_()
     optimizer = torch.optim.Adam([reference], lr=0.01, betas=(0.5, 0.999))
-    rows = RowAdam(table, betas=(0.5, 0.999))
+    adam = EmbeddingAdam(table, mode, betas=(0.5, 0.999))
     for step in range(5):
         grad = torch.randn(6, 4)
-        optimizer.zero_grad()
         reference.grad = grad.clone()
         optimizer.step()
         order = torch.randperm(6)
-        rows.step(order, grad[order], lr=0.01)
+        adam.step(order, grad[order], lr=0.01)
     torch.testing.assert_close(table, reference.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_row_adam_leaves_other_rows_alone():
+def test_dense_embedding_adam_equals_adam_on_partial_batches():
+    torch.manual_seed(0)
+    table = torch.randn(8, 3)
+    reference = table.clone().requires_grad_()
+    optimizer = torch.optim.Adam([reference], lr=0.05, betas=(0.5, 0.999))
+    adam = EmbeddingAdam(table, "dense", betas=(0.5, 0.999))
+    for step in range(6):
+        rows = torch.randperm(8)[:3]
+        grad = torch.randn(3, 3)
+        full = torch.zeros(8, 3)
+        full[rows] = grad
+        reference.grad = full
+        optimizer.step()
+        adam.step(rows, grad, lr=0.05)
+    torch.testing.assert_close(table, reference.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_rows_embedding_adam_leaves_other_rows_alone():
     table = torch.zeros(5, 3)
-    RowAdam(table).step(torch.tensor([1, 3]), torch.ones(2, 3), lr=0.1)
-    assert (table[[0, 2, 4]] == 0).all() and (table[[1, 3]] < 0).all()
+    adam = EmbeddingAdam(table, "rows")
+    adam.step(torch.tensor([1, 3]), torch.ones(2, 3), lr=0.1)
+    adam.step(torch.tensor([0]), torch.ones(1, 3), lr=0.1)
+    assert (table[[2, 4]] == 0).all() and (table[[0, 1, 3]] < 0).all()
+    torch.testing.assert_close(table[0], table[1])  # each row's own bias correction: one step each
 
 
 def test_perceptual_loss_training_with_vgg_weights(base_with_data, run_cli, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from lord.model import (
 )
 from lord.networks import stylegan
 from lord.training.common import dataset_fingerprint
-from lord.training.data import resolve_device
+from lord.training.distributed import from_environment
 from lord.training.loop import Run
 
 __all__ = ["train", "train_encoders", "train_synthesis", "seed_everything"]
@@ -184,7 +184,7 @@ def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, o
                       quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes)
 
 
-def build_stage(stage_name, config, dataset, device, seed, model_dir):
+def build_stage(stage_name, config, dataset, device, seed, model_dir, distributed=None):
     """The Stage object for the config's architecture, started from the earlier stages' weights."""
     previous = []
     stage = stage_name
@@ -203,23 +203,25 @@ def build_stage(stage_name, config, dataset, device, seed, model_dir):
 
         stage_class = {"latent": OverlordLatentStage, "amortized": OverlordAmortizedStage,
                        "synthesis": SynthesisStage}[stage_name]
-    return stage_class(config, dataset, device, *previous, seed=seed)
+    return stage_class(config, dataset, device, *previous, seed=seed, distributed=distributed)
 
 
 def _run_stage(base, model_name, data_name, dataset, config, stage_name, device, seed, quiet, resume,
                checkpoint_minutes):
     """What every stage shares once its config is settled: the last checks, building the stage from
-    the earlier stages' weights, the lock, preparing the directory, and the loop."""
+    the earlier stages' weights, the lock, preparing the directory, and the loop. Under torchrun every
+    process runs this; rank 0 alone touches the model directory."""
     model_dir = base.model_dir(model_name)
     check_data_fits(config, data_name, dataset)
     key = stage_key(config, stage_name)
     check_batch_size(config[key]["batch_size"], dataset, f"{key}.batch_size")
-    device = resolve_device(device)
+    distributed, device = from_environment(device)
     seed_everything(seed)
-    stage = build_stage(stage_name, config, dataset, device, seed, model_dir)
+    stage = build_stage(stage_name, config, dataset, device, seed, model_dir, distributed)
     done = weights_path(model_dir, stage_name)
-    with ModelLock(model_dir):
-        if not resume:
+    lock = ModelLock(model_dir) if distributed.is_main else contextlib.nullcontext()
+    with lock:
+        if not resume and distributed.is_main:
             if stage_name == "latent":
                 _clear_model(base, model_name, model_dir)
             else:
@@ -227,10 +229,12 @@ def _run_stage(base, model_name, data_name, dataset, config, stage_name, device,
                     with contextlib.suppress(FileNotFoundError):
                         stale.unlink()
             atomic_write_json(model_dir / "config.json", config)
+        distributed.barrier()
         run = Run(stage, model_dir, base.tensorboard_dir(model_name), seed=seed, quiet=quiet,
-                  checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"])
+                  checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"],
+                  distributed=distributed)
         run.run(resume=resume)
-    if not quiet:
+    if not quiet and distributed.is_main:
         print(f"stage {STAGE_NUMBERS[stage_name]} done: {done}")
         if stage_name == "amortized" and weights_path(model_dir, "synthesis").exists():
             print(f"note: {weights_path(model_dir, 'synthesis')} was tuned from the previous encoders; "

@@ -5,22 +5,41 @@ plus the regression of both codes onto the codes stage 1 learned.
 """
 
 import torch
-import torch.nn.functional as F
 
 from lord.model import AmortizedModel
-from lord.weights import reconstruction_loss
-from lord.training.common import autocast, generate_grid, grid_image, pick_samples
+from lord.training.common import autocast, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
+from lord.training.distributed import Distributed, data_parallel
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
+from lord.weights import reconstruction_loss
+
+
+class EncodeAndGenerate(torch.nn.Module):
+    """image -> (content code, class code, reconstruction): every weight stage 2 trains."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        content_code = self.model.content_encoder(images)
+        class_code = self.model.class_encoder(images)
+        return content_code, class_code, self.model.generator(content_code, class_code)
+
+
+def mean_squared_error(prediction, target):
+    """Per image: the mean squared difference over the code's dimensions."""
+    return (prediction.float() - target).pow(2).mean(dim=1)
 
 
 class AmortizedStage(Stage):
     name = "amortized"
 
-    def __init__(self, config, dataset, device, latent_state, seed=0):
+    def __init__(self, config, dataset, device, latent_state, seed=0, distributed=None):
         stage = config["train_encoders"]
         runtime = config["runtime"]
+        self.distributed = distributed = distributed or Distributed()
         self.device = device
         self.batch_size = stage["batch_size"]
         self.n_epochs = stage["n_epochs"]
@@ -37,30 +56,28 @@ class AmortizedStage(Stage):
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.content_targets = latent_state["content_embedding.weight"].to(device)
+        self.network = data_parallel(EncodeAndGenerate(self.model), distributed, device)
+        self.content_targets = distributed.shard(latent_state["content_embedding.weight"]).to(device)
         self.class_targets = latent_state["class_embedding.weight"].to(device)
-        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
-        self.classes = to_device_labels(dataset.classes, device)
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
+        self.classes = to_device_labels(distributed.shard(dataset.classes), device)
         rates = stage["learning_rate"]
         self.optimizer = adam(
             [{"params": list(self.model.parameters()), "name": "amortized",
               "lr": rates["max"], "max_lr": rates["max"], "min_lr": rates["min"]}],
             device=device,
         )
-        self.sample_indices = torch.as_tensor(
-            pick_samples(dataset.classes, runtime["n_samples"], seed), device=device
-        )
+        sample_indices = pick_samples(dataset.classes, runtime["n_samples"], seed)
+        self.sample_images = float_images(dataset.imgs[sample_indices])
 
-    def train_step(self, indices, step, total_steps):
+    def train_step(self, batch, step, total_steps):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
-        images = self.images.batch(indices)
+        images = self.images.batch(batch.rows)
         with autocast(self.device, self.amp):
-            content_code = self.model.content_encoder(images)
-            class_code = self.model.class_encoder(images)
-            generated = self.model.generator(content_code, class_code)
-            reconstruction = self.loss_fn(generated, images).float().mean()
-        content_loss = F.mse_loss(content_code.float(), self.content_targets[indices])
-        class_loss = F.mse_loss(class_code.float(), self.class_targets[self.classes[indices]])
+            content_code, class_code, generated = self.network(images)
+            reconstruction = batch.mean(self.loss_fn(generated, images).float())
+        content_loss = batch.mean(mean_squared_error(content_code, self.content_targets[batch.rows]))
+        class_loss = batch.mean(mean_squared_error(class_code, self.class_targets[self.classes[batch.rows]]))
         loss = (self.weights["reconstruction"] * reconstruction + self.weights["content"] * content_loss
                 + self.weights["class"] * class_loss)
         self.optimizer.zero_grad(set_to_none=True)
@@ -87,10 +104,10 @@ class AmortizedStage(Stage):
     @torch.no_grad()
     def sample_grid(self):
         self.model.eval()
-        images = self.images.batch(self.sample_indices)
+        images = self.sample_images.to(self.device)
         with autocast(self.device, self.amp):
             content = self.model.content_encoder(images)
             classes = self.model.class_encoder(images)
             generated = generate_grid(self.model.generator, content, classes)
         self.model.train()
-        return grid_image(images, images, generated)
+        return grid_image(self.sample_images, self.sample_images, generated)

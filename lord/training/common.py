@@ -15,6 +15,11 @@ def autocast(device, enabled):
     return contextlib.nullcontext()
 
 
+def float_images(imgs):
+    """uint8 (N, H, W, C) numpy images -> float (N, C, H, W) in [0, 1] on the CPU (for sample grids)."""
+    return torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float().div(255.0)
+
+
 def pick_samples(classes, count, seed):
     """Indices of up to `count` images of distinct classes (then any), fixed for a seed."""
     order = np.random.default_rng(seed).permutation(len(classes))
@@ -27,6 +32,15 @@ def pick_samples(classes, count, seed):
             return np.asarray(chosen)
     rest = [int(i) for i in order if int(i) not in set(chosen)]
     return np.asarray(chosen + rest[: count - len(chosen)])
+
+
+def sample_set(dataset, labels, count, seed, with_masks=False):
+    """The fixed images of a stage's translation grids: (indices, float images, float masks or None)."""
+    indices = pick_samples(labels, count, seed)
+    masks = None
+    if with_masks:
+        masks = torch.from_numpy(dataset.extras["masks"][indices] > 0)[:, None].float()
+    return torch.as_tensor(indices), float_images(dataset.imgs[indices]), masks
 
 
 @torch.no_grad()

@@ -19,17 +19,20 @@ def device_masks(masks, device, channels_last=True):
     return DeviceImages(np.where(masks > 0, np.uint8(255), np.uint8(0))[..., None], device, channels_last)
 
 
-def random_pose(images, generator, scale, flip, rotation):
+def random_pose(images, generator, scale, flip, rotation, batch=None):
     """Each image (B, C, H, W) resampled from a random square crop, mirrored and rotated.
 
     The crop's area is a uniform share in `scale` = (low, high) of the image's area (as in
     torchvision's RandomResizedCrop with a square aspect), placed uniformly inside the image;
     it is mirrored with probability 1/2 when `flip`, and turned by a uniform angle in
     [-rotation, rotation] degrees. Every step draws the same numbers whatever the options, so a
-    run's random stream does not depend on them.
+    run's random stream does not depend on them. With a training `batch`, the numbers are drawn for
+    the whole global batch and this process keeps its images' rows.
     """
-    batch = images.shape[0]
-    draws = torch.rand(batch, 5, generator=generator, device=images.device)
+    count = images.shape[0] if batch is None else batch.size
+    draws = torch.rand(count, 5, generator=generator, device=images.device)
+    if batch is not None:
+        draws = batch.draw(draws)
     low, high = float(scale[0]), float(scale[1])
     side = torch.sqrt(low + (high - low) * draws[:, 0])
     angle = (2 * draws[:, 1] - 1) * math.radians(float(rotation))

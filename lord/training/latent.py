@@ -5,22 +5,37 @@ Gaussian noise in training and an L2 penalty, so class information is cheapest i
 """
 
 import torch
+from torch import nn
 
 from lord.model import LatentModel
-from lord.weights import reconstruction_loss
-from lord.training.common import autocast, generate_grid, grid_image, pick_samples
+from lord.training.common import autocast, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
+from lord.training.distributed import Distributed, data_parallel
+from lord.training.embeddings import ImageCodes
 from lord.training.loop import Stage
-from lord.training.optim import RowAdam, adam, set_cosine_learning_rates
+from lord.training.optim import adam, set_cosine_learning_rates
+from lord.weights import reconstruction_loss
+
+
+class ClassConditionedGenerator(nn.Module):
+    """G(content, class id): the generator with the class embedding, the weights every process shares."""
+
+    def __init__(self, generator, class_embedding):
+        super().__init__()
+        self.generator = generator
+        self.class_embedding = class_embedding
+
+    def forward(self, content_code, class_ids):
+        return self.generator(content_code, self.class_embedding(class_ids))
 
 
 class LatentStage(Stage):
     name = "latent"
 
-    def __init__(self, config, dataset, device, seed=0):
+    def __init__(self, config, dataset, device, seed=0, distributed=None):
         train = config["train"]
         runtime = config["runtime"]
-        self.config = config
+        self.distributed = distributed = distributed or Distributed()
         self.device = device
         self.batch_size = train["batch_size"]
         self.n_epochs = train["n_epochs"]
@@ -28,78 +43,67 @@ class LatentStage(Stage):
         self.content_std = float(config["content_std"])
         self.content_decay = float(config["content_decay"])
         self.amp = runtime["mixed_precision"]
-        self.rows_update = train["embedding_update"] == "rows"
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
-        self.model = LatentModel(config).to(device)
+        self.model = LatentModel(config)
+        self.content = ImageCodes(self.model.content_embedding.weight, train["embedding_update"], distributed, device)
+        self.model.content_embedding = None  # the codes live in self.content, sharded
+        self.model.to(device)
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
-        self.classes = to_device_labels(dataset.classes, device)
+        self.decoder = data_parallel(ClassConditionedGenerator(self.model.generator, self.model.class_embedding),
+                                     distributed, device)
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
+        self.classes = to_device_labels(distributed.shard(dataset.classes), device)
+        self.all_classes = to_device_labels(dataset.classes, device)
 
         rates = train["learning_rate"]
-        latent_params = [self.model.class_embedding.weight]
-        content = self.model.content_embedding.weight
-        if self.rows_update:
-            content.requires_grad_(False)
-            self.content_adam = RowAdam(content.data)
-        else:
-            latent_params.append(content)
-            self.content_adam = None
         self.optimizer = adam(
             [
                 {"params": list(self.model.generator.parameters()), "name": "generator",
                  "lr": rates["generator"], "max_lr": rates["generator"], "min_lr": rates["min"]},
-                {"params": latent_params, "name": "latent",
+                {"params": [self.model.class_embedding.weight], "name": "latent",
                  "lr": rates["latent"], "max_lr": rates["latent"], "min_lr": rates["min"]},
             ],
             device=device,
         )
         self.rng = torch.Generator(device=device).manual_seed(seed)
-        self.sample_indices = torch.as_tensor(
-            pick_samples(dataset.classes, runtime["n_samples"], seed), device=device
-        )
+        self.sample_indices = torch.as_tensor(pick_samples(dataset.classes, runtime["n_samples"], seed))
+        self.sample_images = float_images(dataset.imgs[self.sample_indices.numpy()])
 
-    def train_step(self, indices, step, total_steps):
+    def train_step(self, batch, step, total_steps):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
-        images = self.images.batch(indices)
-        class_code = self.model.class_embedding(self.classes[indices])
-        if self.rows_update:
-            content_code = self.model.content_embedding.weight[indices].detach().requires_grad_()
-        else:
-            content_code = self.model.content_embedding(indices)
-        noise = torch.randn(content_code.shape, generator=self.rng, device=self.device) * self.content_std
+        images = self.images.batch(batch.rows)
+        content_code = self.content.lookup(batch.rows)
+        noise = batch.randn(content_code.shape[1:], self.rng, self.device) * self.content_std
         with autocast(self.device, self.amp):
-            generated = self.model.generator(content_code + noise, class_code)
-            reconstruction = self.loss_fn(generated, images).float().mean()
-        decay = content_code.pow(2).sum(dim=1).mean()
+            generated = self.decoder(content_code + noise, self.classes[batch.rows])
+            reconstruction = batch.mean(self.loss_fn(generated, images).float())
+        decay = batch.mean(content_code.pow(2).sum(dim=1))
         loss = reconstruction + self.content_decay * decay
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if self.content_adam is not None:
-            latent_lr = self.optimizer.param_groups[1]["lr"]
-            self.content_adam.step(indices, content_code.grad, latent_lr)
+        self.content.step(batch.rows, content_code, self.optimizer.param_groups[1]["lr"])
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "content_decay": decay.detach()}
 
     def learning_rates(self):
         return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
 
     def state_dict(self):
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.content_adam is not None:
-            state["content_adam"] = self.content_adam.state_dict()
-        return state
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "content": self.content.state_dict()}
 
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.content_adam is not None:
-            self.content_adam.load_state_dict(state["content_adam"])
+        self.content.load_state_dict(state["content"])
 
     def final_state_dict(self):
-        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        state["content_embedding.weight"] = self.content.full_table().cpu()
+        return state
 
     def rng_state(self):
         return {"noise": self.rng.get_state()}
@@ -110,12 +114,10 @@ class LatentStage(Stage):
     @torch.no_grad()
     def sample_grid(self):
         self.model.eval()
-        indices = self.sample_indices
-        content = self.model.content_embedding(indices)
-        classes = self.model.class_embedding(self.classes[indices])
+        indices = self.sample_indices.to(self.device)
+        content = self.content.codes_of(indices)
+        classes = self.model.class_embedding(self.all_classes[indices])
         with autocast(self.device, self.amp):
             generated = generate_grid(self.model.generator, content, classes)
         self.model.train()
-        images = self.images.batch(indices)
-        return grid_image(images, images, generated)
-
+        return grid_image(self.sample_images, self.sample_images, generated)

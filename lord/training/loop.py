@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,41 @@ from lord.assets import atomic_write_bytes, remove_stale_temporaries, save_torch
 from lord.errors import Interrupted, UserError
 from lord.model import checkpoint_path, load_tensors, weights_path
 from lord.tensorboard import EventWriter
+from lord.training.distributed import Distributed
 from lord.visualize import save_png
 
 CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Batch:
+    """The images of one global batch that this process trains on.
+
+    `indices` are their ids in the data set, `rows` their rows in this process's shard of per-image
+    arrays (the same as `indices` on a single process), `size` the global batch size and `positions`
+    their places in the global batch (None: all of it). Losses are sums over this process's images
+    divided by `size`; random draws are made for the whole global batch and cut to `positions`, so a
+    distributed step equals a single-process one.
+    """
+
+    indices: torch.Tensor
+    rows: torch.Tensor
+    size: int
+    positions: torch.Tensor = None
+
+    def __len__(self):
+        return len(self.indices)
+
+    def mean(self, per_image):
+        """The batch mean of a per-image quantity: this process's share of it."""
+        return per_image.sum() / self.size
+
+    def draw(self, values):
+        """This process's rows of a draw made for the whole global batch."""
+        return values if self.positions is None else values[self.positions]
+
+    def randn(self, shape, generator, device):
+        return self.draw(torch.randn((self.size, *shape), generator=generator, device=device))
 
 
 class Stage:
@@ -37,8 +70,9 @@ class Stage:
     batch_size = 1
     n_epochs = 1
 
-    def train_step(self, indices, step, total_steps):
-        """One optimisation step on the images at `indices`; returns detached scalar loss tensors."""
+    def train_step(self, batch, step, total_steps):
+        """One optimisation step on a `Batch`; returns detached scalar loss tensors (this process's
+        share), one of them named "loss"."""
         raise NotImplementedError
 
     def learning_rates(self):
@@ -139,18 +173,19 @@ def write_metrics(path, records):
 
 
 class Run:
-    """One stage's run in a model directory."""
+    """One stage's run in a model directory, on one process or on each process of a torchrun group."""
 
     def __init__(self, stage, model_dir, tensorboard_dir, seed=0, quiet=False, checkpoint_minutes=10.0,
-                 log_every=50, is_main=True):
+                 log_every=50, distributed=None):
         self.stage = stage
         self.model_dir = Path(model_dir)
         self.tensorboard_dir = Path(tensorboard_dir)
         self.seed = seed
-        self.quiet = quiet
+        self.distributed = distributed or Distributed()
+        self.is_main = self.distributed.is_main
+        self.quiet = quiet or not self.is_main
         self.checkpoint_seconds = max(0.0, float(checkpoint_minutes)) * 60.0
         self.log_every = max(1, int(log_every))
-        self.is_main = is_main
         self.metrics_path = self.model_dir / "metrics.jsonl"
         self.checkpoint_path = checkpoint_path(self.model_dir, stage.name)
         self.steps_per_epoch = stage.n_images // stage.batch_size
@@ -164,6 +199,7 @@ class Run:
     # -- checkpoints -------------------------------------------------------------------------------
 
     def save_checkpoint(self, epoch, position, sums):
+        """Every process takes part (the stage gathers its sharded tables); rank 0 writes."""
         state = {
             "version": CHECKPOINT_VERSION,
             "stage": self.stage.name,
@@ -171,13 +207,15 @@ class Run:
             "position": position,
             "global_step": epoch * self.steps_per_epoch + position,
             "steps_per_epoch": self.steps_per_epoch,
-            "loss_sums": {key: value.detach().cpu() for key, value in sums.items()},
+            "loss_sums": {key: self.distributed.all_reduce_sum(value.detach().clone()).cpu()
+                          for key, value in sums.items()},
             "stage_state": self.stage.state_dict(),
             "stage_rng": self.stage.rng_state(),
             "rng": capture_rng_state(),
         }
         if self.is_main:
             save_torch(self.checkpoint_path, state)
+        self.distributed.barrier()
 
     def load_checkpoint(self):
         if not self.checkpoint_path.is_file():
@@ -193,7 +231,10 @@ class Run:
         self.stage.load_state_dict(state["stage_state"])
         self.stage.set_rng_state(state["stage_rng"])
         restore_rng_state(state["rng"])
-        return state["epoch"], state["position"], state["loss_sums"]
+        sums = state["loss_sums"]
+        if self.distributed.enabled and not self.is_main:
+            sums = {key: torch.zeros_like(value) for key, value in sums.items()}
+        return state["epoch"], state["position"], sums
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -201,7 +242,8 @@ class Run:
         stage = self.stage
         start_epoch, start_position, restored_sums = 0, 0, {}
         if resume:
-            remove_stale_temporaries(self.model_dir)
+            if self.is_main:
+                remove_stale_temporaries(self.model_dir)
             start_epoch, start_position, restored_sums = self.load_checkpoint()
             if self.is_main:
                 kept = [r for r in read_metrics(self.metrics_path)
@@ -213,15 +255,17 @@ class Run:
         elif self.is_main:
             write_metrics(self.metrics_path, [r for r in read_metrics(self.metrics_path) if r.get("stage") != stage.name])
         writer = EventWriter(self.tensorboard_dir) if self.is_main else None
-        last_checkpoint = time.monotonic()
+        self.last_checkpoint = time.monotonic()
         try:
             with SignalFlag() as signals:
                 for epoch in range(start_epoch, stage.n_epochs):
                     position = start_position if epoch == start_epoch else 0
                     sums = {k: v.to(self._device()) for k, v in restored_sums.items()} if epoch == start_epoch else {}
-                    last_checkpoint = self._run_epoch(epoch, position, sums, signals, writer, last_checkpoint)
+                    self._run_epoch(epoch, position, sums, signals, writer)
+            final = stage.final_state_dict()
             if self.is_main:
-                save_torch(weights_path(self.model_dir, stage.name), stage.final_state_dict())
+                save_torch(weights_path(self.model_dir, stage.name), final)
+            self.distributed.barrier()
         finally:
             if writer is not None:
                 writer.close()
@@ -229,58 +273,70 @@ class Run:
     def _device(self):
         return getattr(self.stage, "device", torch.device("cpu"))
 
-    def _run_epoch(self, epoch, position, sums, signals, writer, last_checkpoint):
+    def _batches(self, epoch, position):
+        """The epoch's batches from `position` on, as this process sees them."""
+        stage, distributed, device = self.stage, self.distributed, self._device()
+        size = stage.batch_size
+        order = epoch_order(self.seed, epoch, stage.n_images)
+        if not distributed.enabled:
+            order = order.to(device)
+            for step in range(position, self.steps_per_epoch):
+                indices = order[step * size : (step + 1) * size]
+                yield step, Batch(indices, indices, size)
+            return
+        for step in range(position, self.steps_per_epoch):
+            indices = order[step * size : (step + 1) * size]
+            positions = torch.nonzero(indices % distributed.world_size == distributed.rank).flatten()
+            local = indices[positions]
+            yield step, Batch(local.to(device), (local // distributed.world_size).to(device), size,
+                              positions.to(device))
+
+    def _run_epoch(self, epoch, position, sums, signals, writer):
         stage = self.stage
         device = self._device()
-        order = epoch_order(self.seed, epoch, stage.n_images).to(device)
         first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
         started = time.perf_counter()
         images_done = 0
         bar = tqdm(
-            total=self.steps_per_epoch, initial=position, disable=self.quiet or not self.is_main,
+            total=self.steps_per_epoch, initial=position, disable=self.quiet,
             desc=f"{stage.name} {epoch + 1}/{stage.n_epochs}", unit="step", dynamic_ncols=True, leave=False,
         )
-        steps_done = position
         try:
-            for position in range(position, self.steps_per_epoch):
-                global_step = epoch * self.steps_per_epoch + position
-                indices = order[position * stage.batch_size : (position + 1) * stage.batch_size]
-                losses = stage.train_step(indices, global_step, self.total_steps)
-                total = losses["loss"]
+            for step, batch in self._batches(epoch, position):
+                global_step = epoch * self.steps_per_epoch + step
+                losses = stage.train_step(batch, global_step, self.total_steps)
                 first_bad_step = torch.where(
-                    (~torch.isfinite(total)) & (first_bad_step < 0),
+                    (~torch.isfinite(losses["loss"])) & (first_bad_step < 0),
                     torch.as_tensor(global_step, device=device), first_bad_step,
                 )
                 for key, value in losses.items():
                     sums[key] = sums[key] + value.detach() if key in sums else value.detach().clone()
-                steps_done = position + 1
+                steps_done = step + 1
                 images_done += stage.batch_size
                 bar.update(1)
-                if steps_done % self.log_every == 0 or steps_done == self.steps_per_epoch:
-                    self._check_finite(first_bad_step, epoch)
-                    bar.set_postfix(loss=f"{total.item():.4f}")
-                if signals.received is not None:
-                    self._check_finite(first_bad_step, epoch)
+                if steps_done % self.log_every and steps_done != self.steps_per_epoch:
+                    continue
+                self._check_finite(first_bad_step)
+                bar.set_postfix(loss=f"{self.distributed.all_reduce_sum(losses['loss'].detach().clone()).item():.4f}")
+                if self.distributed.any_flag(signals.received is not None, device):
                     self.save_checkpoint(epoch, steps_done, sums)
                     raise Interrupted(
-                        f"{signals.received} received: checkpoint saved at epoch {epoch + 1}, step {steps_done} "
-                        f"of {stage.name}; run the same command with --resume to continue"
+                        f"{signals.received or 'a signal'} received: checkpoint saved at epoch {epoch + 1}, "
+                        f"step {steps_done} of {stage.name}; run the same command with --resume to continue"
                     )
-                if (self.checkpoint_seconds and time.monotonic() - last_checkpoint >= self.checkpoint_seconds
-                        and steps_done < self.steps_per_epoch):
-                    self._check_finite(first_bad_step, epoch)
+                due = self.checkpoint_seconds and time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+                if self.distributed.broadcast_flag(due, device) and steps_done < self.steps_per_epoch:
                     self.save_checkpoint(epoch, steps_done, sums)
-                    last_checkpoint = time.monotonic()
+                    self.last_checkpoint = time.monotonic()
         finally:
             bar.close()
-        self._check_finite(first_bad_step, epoch)
         seconds = time.perf_counter() - started
         self._end_epoch(epoch, sums, seconds, images_done, writer)
         self.save_checkpoint(epoch + 1, 0, {})
-        return time.monotonic()
+        self.last_checkpoint = time.monotonic()
 
-    def _check_finite(self, first_bad_step, epoch):
-        bad = int(first_bad_step.item())
+    def _check_finite(self, first_bad_step):
+        bad = int(self.distributed.all_reduce_max(first_bad_step.clone()).item())
         if bad >= 0:
             raise UserError(
                 f"{self.stage.name}: non-finite loss at step {bad} (epoch {bad // self.steps_per_epoch + 1}); "
@@ -290,8 +346,9 @@ class Run:
     def _end_epoch(self, epoch, sums, seconds, images_done, writer):
         stage = self.stage
         global_step = (epoch + 1) * self.steps_per_epoch
+        totals = {key: self.distributed.all_reduce_sum(value.detach().clone()) for key, value in sums.items()}
         record = {"stage": stage.name, "epoch": epoch + 1, "step": global_step}
-        record.update({key: float(value.item()) / self.steps_per_epoch for key, value in sums.items()})
+        record.update({key: float(value.item()) / self.steps_per_epoch for key, value in totals.items()})
         record["lr"] = stage.learning_rates()
         record["seconds"] = round(seconds, 3)
         record["images_per_second"] = round(images_done / max(seconds, 1e-9), 1)
@@ -300,7 +357,7 @@ class Run:
             return
         write_metrics(self.metrics_path, read_metrics(self.metrics_path) + [record])
         for key, value in record.items():
-            if isinstance(value, float) and key not in ("seconds",):
+            if isinstance(value, float) and key != "seconds":
                 writer.add_scalar(f"{stage.name}/{key}", value, global_step)
         for key, value in record["lr"].items():
             writer.add_scalar(f"{stage.name}/lr_{key}", value, global_step)
@@ -309,6 +366,6 @@ class Run:
             writer.add_image(f"{stage.name}/translation", grid, global_step)
         writer.flush()
         if not self.quiet:
-            losses = ", ".join(f"{key} {record[key]:.4f}" for key in sums)
+            losses = ", ".join(f"{key} {record[key]:.4f}" for key in totals)
             print(f"{stage.name} epoch {epoch + 1}/{stage.n_epochs}: {losses} "
                   f"({record['images_per_second']:.0f} img/s)")

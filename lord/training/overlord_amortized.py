@@ -6,14 +6,26 @@ generator, both frozen here, so this stage's weights file is a complete model fo
 """
 
 import torch
-import torch.nn.functional as F
 
 from lord.model import OverlordAmortizedModel, reference_code
-from lord.training.common import autocast, generate_grid, grid_image, pick_samples
-from lord.training.correlation import device_masks
+from lord.training.amortized import mean_squared_error
+from lord.training.common import autocast, generate_grid, grid_image, sample_set
 from lord.training.data import DeviceImages, to_device_labels
+from lord.training.distributed import Distributed, data_parallel
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
+
+
+class Encoders(torch.nn.Module):
+    """image -> (label code, uncorrelated code): the weights stage 2 trains."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.label_encoder = model.label_encoder
+        self.uncorrelated_encoder = model.uncorrelated_encoder
+
+    def forward(self, images):
+        return self.label_encoder(images), self.uncorrelated_encoder(images)
 
 
 def submodule_state(state, prefix):
@@ -24,9 +36,10 @@ def submodule_state(state, prefix):
 class OverlordAmortizedStage(Stage):
     name = "amortized"
 
-    def __init__(self, config, dataset, device, latent_state, seed=0):
+    def __init__(self, config, dataset, device, latent_state, seed=0, distributed=None):
         stage = config["amortization"]
         runtime = config["runtime"]
+        self.distributed = distributed = distributed or Distributed()
         self.device = device
         self.batch_size = stage["batch_size"]
         self.n_epochs = stage["n_epochs"]
@@ -46,14 +59,12 @@ class OverlordAmortizedStage(Stage):
         self.model.to(device)
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
+        self.encoders = data_parallel(Encoders(self.model), distributed, device)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
-        self.uncorrelated_targets = latent_state["uncorrelated_embedding.weight"].to(device)
-        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
-        self.masks = None
-        if config["correlation"] == "localized":
-            self.masks = device_masks(dataset.extras["masks"], device, runtime["channels_last"])
+        self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
         labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(labels, device)
+        self.labels = to_device_labels(distributed.shard(labels), device)
         trained = list(self.model.label_encoder.parameters()) + list(self.model.uncorrelated_encoder.parameters())
         rates = stage["learning_rate"]
         self.optimizer = adam(
@@ -61,16 +72,16 @@ class OverlordAmortizedStage(Stage):
               "min_lr": rates["min"]}],
             device=device,
         )
-        self.sample_indices = torch.as_tensor(pick_samples(labels, runtime["n_samples"], seed), device=device)
+        self.sample_indices, self.sample_images, self.sample_masks = sample_set(
+            dataset, labels, runtime["n_samples"], seed, with_masks=config["correlation"] == "localized")
 
-    def train_step(self, indices, step, total_steps):
+    def train_step(self, batch, step, total_steps):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
-        images = self.images.batch(indices)
+        images = self.images.batch(batch.rows)
         with autocast(self.device, self.amp):
-            label_code = self.model.label_encoder(images)
-            uncorrelated_code = self.model.uncorrelated_encoder(images)
-        label_loss = F.mse_loss(label_code.float(), self.label_targets[self.labels[indices]])
-        uncorrelated_loss = F.mse_loss(uncorrelated_code.float(), self.uncorrelated_targets[indices])
+            label_code, uncorrelated_code = self.encoders(images)
+        label_loss = batch.mean(mean_squared_error(label_code, self.label_targets[self.labels[batch.rows]]))
+        uncorrelated_loss = batch.mean(mean_squared_error(uncorrelated_code, self.uncorrelated_targets[batch.rows]))
         loss = self.weights["label"] * label_loss + self.weights["uncorrelated"] * uncorrelated_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,8 +111,8 @@ class OverlordAmortizedStage(Stage):
 def encoded_translation_grid(stage, generator):
     """A translation grid of a stage's sample images made entirely from encoded codes."""
     stage.model.eval()
-    images = stage.images.batch(stage.sample_indices)
-    masks = None if stage.masks is None else stage.masks.batch(stage.sample_indices)
+    images = stage.sample_images.to(stage.device)
+    masks = None if stage.sample_masks is None else stage.sample_masks.to(stage.device)
     noise = torch.Generator(device=stage.device).manual_seed(stage.sample_seed)
     with autocast(stage.device, stage.amp):
         label, correlated, uncorrelated = stage.model.encode(images, masks)
@@ -111,4 +122,4 @@ def encoded_translation_grid(stage, generator):
             uncorrelated, rows,
         )
     stage.model.train()
-    return grid_image(images, images, generated)
+    return grid_image(stage.sample_images, stage.sample_images, generated)

@@ -9,22 +9,41 @@ carry what goes with the label but not the pose.
 """
 
 import torch
+from torch import nn
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code
-from lord.weights import reconstruction_loss
-from lord.training.common import autocast, generate_grid, grid_image, pick_samples
+from lord.training.common import autocast, generate_grid, grid_image, sample_set
 from lord.training.correlation import device_masks, random_pose
 from lord.training.data import DeviceImages, to_device_labels
+from lord.training.distributed import Distributed, data_parallel
+from lord.training.embeddings import ImageCodes
 from lord.training.loop import Stage
-from lord.training.optim import RowAdam, adam, set_cosine_learning_rates
+from lord.training.optim import adam, set_cosine_learning_rates
+from lord.weights import reconstruction_loss
+
+
+class LabelConditionedGenerator(nn.Module):
+    """G(label code, correlated code of a view, uncorrelated code): the weights every process shares."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.generator = model.generator
+        self.label_embedding = model.label_embedding
+        self.correlated_encoder = model.correlated_encoder
+
+    def forward(self, labels, uncorrelated_code, correlated_view, noise_generator):
+        correlated_code = None if correlated_view is None else self.correlated_encoder(correlated_view)
+        code = overlord_code(self.label_embedding(labels), correlated_code, uncorrelated_code)
+        return self.generator(code, noise_generator=noise_generator)
 
 
 class OverlordLatentStage(Stage):
     name = "latent"
 
-    def __init__(self, config, dataset, device, seed=0):
+    def __init__(self, config, dataset, device, seed=0, distributed=None):
         stage = config["disentanglement"]
         runtime = config["runtime"]
+        self.distributed = distributed = distributed or Distributed()
         self.device = device
         self.batch_size = stage["batch_size"]
         self.n_epochs = stage["n_epochs"]
@@ -33,33 +52,30 @@ class OverlordLatentStage(Stage):
         self.weights = stage["loss_weights"]
         self.augmentation = config["correlation_augmentation"]
         self.amp = runtime["mixed_precision"]
-        self.rows_update = stage["embedding_update"] == "rows"
         self.sample_seed = seed
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
-        self.model = OverlordLatentModel(config).to(device)
+        self.model = OverlordLatentModel(config)
+        self.uncorrelated = ImageCodes(self.model.uncorrelated_embedding.weight, stage["embedding_update"],
+                                       distributed, device)
+        self.model.uncorrelated_embedding = None  # the codes live in self.uncorrelated, sharded
+        self.model.to(device)
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
+        self.decoder = data_parallel(LabelConditionedGenerator(self.model), distributed, device)
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
         self.masks = None
         if config["correlation"] == "localized":
-            self.masks = device_masks(dataset.extras["masks"], device, runtime["channels_last"])
+            self.masks = device_masks(distributed.shard(dataset.extras["masks"]), device, runtime["channels_last"])
         labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(labels, device)
+        self.labels = to_device_labels(distributed.shard(labels), device)
+        self.all_labels = to_device_labels(labels, device)
 
         rates = stage["learning_rate"]
-        latent_params = [self.model.label_embedding.weight]
-        uncorrelated = self.model.uncorrelated_embedding.weight
-        if self.rows_update:
-            uncorrelated.requires_grad_(False)
-            self.uncorrelated_adam = RowAdam(uncorrelated.data)
-        else:
-            latent_params.append(uncorrelated)
-            self.uncorrelated_adam = None
         groups = [
             {"params": list(self.model.generator.parameters()), "name": "generator", "max_lr": rates["generator"]},
-            {"params": latent_params, "name": "latent", "max_lr": rates["latent"]},
+            {"params": [self.model.label_embedding.weight], "name": "latent", "max_lr": rates["latent"]},
         ]
         if self.model.correlated_encoder is not None:
             groups.append({"params": list(self.model.correlated_encoder.parameters()), "name": "encoder",
@@ -68,59 +84,54 @@ class OverlordLatentStage(Stage):
             group.update(lr=group["max_lr"], min_lr=rates["min"])
         self.optimizer = adam(groups, device=device)
         self.rng = torch.Generator(device=device).manual_seed(seed)
-        self.sample_indices = torch.as_tensor(pick_samples(labels, runtime["n_samples"], seed), device=device)
+        self.sample_indices, self.sample_images, self.sample_masks = sample_set(
+            dataset, labels, runtime["n_samples"], seed, with_masks=self.masks is not None)
 
-    def correlated_code(self, indices, images, transform):
-        """The correlated encoder on the (masked) images, randomly transformed in training; None without one."""
+    def correlated_view(self, images, masks, batch=None):
+        """What the correlated encoder sees, randomly transformed when training (`batch` given)."""
         if self.model.correlated_encoder is None:
             return None
-        view = correlated_input(images, None if self.masks is None else self.masks.batch(indices))
-        if transform:
+        view = correlated_input(images, masks)
+        if batch is not None:
             augmentation = self.augmentation
-            view = random_pose(view, self.rng, augmentation["scale"], augmentation["flip"], augmentation["rotation"])
-        return self.model.correlated_encoder(view)
+            view = random_pose(view, self.rng, augmentation["scale"], augmentation["flip"], augmentation["rotation"],
+                               batch=batch)
+        return view
 
-    def train_step(self, indices, step, total_steps):
+    def train_step(self, batch, step, total_steps):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
-        images = self.images.batch(indices)
-        label_code = self.model.label_embedding(self.labels[indices])
-        if self.rows_update:
-            uncorrelated_code = self.model.uncorrelated_embedding.weight[indices].detach().requires_grad_()
-        else:
-            uncorrelated_code = self.model.uncorrelated_embedding(indices)
-        noise = torch.randn(uncorrelated_code.shape, generator=self.rng, device=self.device) * self.uncorrelated_std
+        images = self.images.batch(batch.rows)
+        masks = None if self.masks is None else self.masks.batch(batch.rows)
+        uncorrelated_code = self.uncorrelated.lookup(batch.rows)
+        noise = batch.randn(uncorrelated_code.shape[1:], self.rng, self.device) * self.uncorrelated_std
         with autocast(self.device, self.amp):
-            correlated_code = self.correlated_code(indices, images, transform=True)
-            code = overlord_code(label_code, correlated_code, uncorrelated_code + noise)
-            generated = self.model.generator(code, noise_generator=self.rng)
-            reconstruction = self.loss_fn(generated, images).float().mean()
-        decay = uncorrelated_code.pow(2).sum(dim=1).mean()
+            view = self.correlated_view(images, masks, batch)
+            generated = self.decoder(self.labels[batch.rows], uncorrelated_code + noise, view, self.rng)
+            reconstruction = batch.mean(self.loss_fn(generated, images).float())
+        decay = batch.mean(uncorrelated_code.pow(2).sum(dim=1))
         loss = self.weights["reconstruction"] * reconstruction + self.weights["uncorrelated_decay"] * decay
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if self.uncorrelated_adam is not None:
-            latent_lr = self.optimizer.param_groups[1]["lr"]
-            self.uncorrelated_adam.step(indices, uncorrelated_code.grad, latent_lr)
+        self.uncorrelated.step(batch.rows, uncorrelated_code, self.optimizer.param_groups[1]["lr"])
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "uncorrelated_decay": decay.detach()}
 
     def learning_rates(self):
         return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
 
     def state_dict(self):
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.uncorrelated_adam is not None:
-            state["uncorrelated_adam"] = self.uncorrelated_adam.state_dict()
-        return state
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "uncorrelated": self.uncorrelated.state_dict()}
 
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.uncorrelated_adam is not None:
-            self.uncorrelated_adam.load_state_dict(state["uncorrelated_adam"])
+        self.uncorrelated.load_state_dict(state["uncorrelated"])
 
     def final_state_dict(self):
-        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        state["uncorrelated_embedding.weight"] = self.uncorrelated.full_table().cpu()
+        return state
 
     def rng_state(self):
         return {"noise": self.rng.get_state()}
@@ -132,15 +143,18 @@ class OverlordLatentStage(Stage):
     def sample_grid(self):
         """Row r: label and correlated code of sample r; column c: uncorrelated code of sample c."""
         self.model.eval()
-        indices = self.sample_indices
-        images = self.images.batch(indices)
+        indices = self.sample_indices.to(self.device)
+        images = self.sample_images.to(self.device)
+        masks = None if self.sample_masks is None else self.sample_masks.to(self.device)
+        uncorrelated = self.uncorrelated.codes_of(indices)
         noise = torch.Generator(device=self.device).manual_seed(self.sample_seed)
         with autocast(self.device, self.amp):
-            correlated = self.correlated_code(indices, images, transform=False)
-            rows = reference_code(self.model.label_embedding(self.labels[indices]), correlated)
+            view = self.correlated_view(images, masks)
+            correlated = None if view is None else self.model.correlated_encoder(view)
+            rows = reference_code(self.model.label_embedding(self.all_labels[indices]), correlated)
             generated = generate_grid(
                 lambda columns, rows: self.model.generator(torch.cat([rows, columns], dim=1), noise_generator=noise),
-                self.model.uncorrelated_embedding(indices), rows,
+                uncorrelated, rows,
             )
         self.model.train()
-        return grid_image(images, images, generated)
+        return grid_image(self.sample_images, self.sample_images, generated)

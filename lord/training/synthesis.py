@@ -10,14 +10,15 @@ started from stage 2's generator, makes the samples and is the generator used fo
 import copy
 
 import torch
-import torch.nn.functional as F
 
 from lord.model import OverlordSynthesisModel, correlated_input, overlord_code
 from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from lord.weights import reconstruction_loss
-from lord.training.common import autocast, pick_samples
+from lord.training.amortized import mean_squared_error
+from lord.training.common import autocast, sample_set
 from lord.training.correlation import device_masks
 from lord.training.data import DeviceImages, to_device_labels
+from lord.training.distributed import Distributed
 from lord.training.loop import Stage
 from lord.training.optim import adam
 from lord.training.overlord_amortized import encoded_translation_grid, submodule_state
@@ -33,9 +34,10 @@ def ema_beta(batch_size, half_life_images):
 class SynthesisStage(Stage):
     name = "synthesis"
 
-    def __init__(self, config, dataset, device, latent_state, amortized_state, seed=0):
+    def __init__(self, config, dataset, device, latent_state, amortized_state, seed=0, distributed=None):
         stage = config["synthesis"]
         runtime = config["runtime"]
+        self.distributed = distributed = distributed or Distributed()
         self.device = device
         self.batch_size = stage["batch_size"]
         self.n_epochs = stage["n_epochs"]
@@ -65,21 +67,22 @@ class SynthesisStage(Stage):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
-        self.uncorrelated_targets = latent_state["uncorrelated_embedding.weight"].to(device)
-        self.images = DeviceImages(dataset.imgs, device, runtime["channels_last"])
+        self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
         self.masks = None
         if config["correlation"] == "localized":
-            self.masks = device_masks(dataset.extras["masks"], device, runtime["channels_last"])
+            self.masks = device_masks(distributed.shard(dataset.extras["masks"]), device, runtime["channels_last"])
         labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(labels, device)
+        self.labels = to_device_labels(distributed.shard(labels), device)
 
         rates = stage["learning_rate"]
         generator_side = [
             module for module in (self.model.label_encoder, self.model.uncorrelated_encoder,
                                   self.model.correlated_encoder, self.model.generator) if module is not None
         ]
+        self.generator_side_params = [p for module in generator_side for p in module.parameters()]
         self.generator_optimizer = adam(
-            [{"params": [p for module in generator_side for p in module.parameters()], "name": "generator",
+            [{"params": self.generator_side_params, "name": "generator",
               "lr": rates["generator"]}],
             betas=GAN_BETAS, device=device,
         )
@@ -91,33 +94,38 @@ class SynthesisStage(Stage):
         self.ema_params = list(self.model.generator_ema.parameters())
         self.generator_params = list(self.model.generator.parameters())
         self.rng = torch.Generator(device=device).manual_seed(seed)
-        self.sample_indices = torch.as_tensor(pick_samples(labels, runtime["n_samples"], seed), device=device)
+        self.sample_indices, self.sample_images, self.sample_masks = sample_set(
+            dataset, labels, runtime["n_samples"], seed, with_masks=self.masks is not None)
 
-    def latent_regression(self, indices, images, masks, label_code, correlated_code, uncorrelated_code):
-        loss = F.mse_loss(label_code.float(), self.label_targets[self.labels[indices]])
-        loss = loss + F.mse_loss(uncorrelated_code.float(), self.uncorrelated_targets[indices])
+    def latent_regression(self, rows, images, masks, label_code, correlated_code, uncorrelated_code):
+        """Per image: the encoded codes' squared distance to their stage-1 targets."""
+        loss = mean_squared_error(label_code, self.label_targets[self.labels[rows]])
+        loss = loss + mean_squared_error(uncorrelated_code, self.uncorrelated_targets[rows])
         if correlated_code is not None:
             with torch.no_grad(), autocast(self.device, self.amp):
                 target = self.correlated_target_encoder(correlated_input(images, masks))
-            loss = loss + F.mse_loss(correlated_code.float(), target.float())
+            loss = loss + mean_squared_error(correlated_code, target.float())
         return loss
 
-    def train_step(self, indices, step, total_steps):
-        images = self.images.batch(indices)
-        masks = None if self.masks is None else self.masks.batch(indices)
+    def train_step(self, batch, step, total_steps):
+        """A generator-side step, then a discriminator step. Gradients are summed across processes
+        by hand: the R1 penalty's double backward does not go through DDP's hooks."""
+        images = self.images.batch(batch.rows)
+        masks = None if self.masks is None else self.masks.batch(batch.rows)
         discriminator = self.model.discriminator
 
         discriminator.requires_grad_(False)
         with autocast(self.device, self.amp):
             codes = self.model.encode(images, masks)
             generated = self.model.generator(overlord_code(*codes), noise_generator=self.rng)
-            reconstruction = self.loss_fn(generated, images).float().mean()
-            adversarial = generator_adversarial_loss(discriminator(generated))
-        latent = self.latent_regression(indices, images, masks, *codes)
+            reconstruction = batch.mean(self.loss_fn(generated, images).float())
+            adversarial = batch.mean(generator_adversarial_loss(discriminator(generated)))
+        latent = batch.mean(self.latent_regression(batch.rows, images, masks, *codes))
         generator_loss = (self.weights["reconstruction"] * reconstruction + self.weights["latent"] * latent
                           + self.weights["adversarial"] * adversarial)
         self.generator_optimizer.zero_grad(set_to_none=True)
         generator_loss.backward()
+        self.distributed.sum_gradients(self.generator_side_params)
         self.generator_optimizer.step()
         discriminator.requires_grad_(True)
 
@@ -125,11 +133,12 @@ class SynthesisStage(Stage):
         with autocast(self.device, self.amp):
             real_logits = discriminator(real)
             fake_logits = discriminator(generated.detach())
-        discriminator_adversarial = discriminator_adversarial_loss(real_logits, fake_logits)
-        r1 = r1_penalty(real, real_logits)
+        discriminator_adversarial = batch.mean(discriminator_adversarial_loss(real_logits, fake_logits))
+        r1 = batch.mean(r1_penalty(real, real_logits))
         discriminator_loss = discriminator_adversarial + self.weights["r1"] * r1
         self.discriminator_optimizer.zero_grad(set_to_none=True)
         discriminator_loss.backward()
+        self.distributed.sum_gradients(self.model.discriminator.parameters())
         self.discriminator_optimizer.step()
         self.update_ema()
         return {
