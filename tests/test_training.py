@@ -188,3 +188,36 @@ def test_missing_vgg_weights_leave_nothing(base_with_data, run_cli, monkeypatch,
                      *set_args("perceptual_loss.type=vgg"))
     assert result.code != 0 and len(result.err_lines) == 1 and "LORD_VGG16_WEIGHTS" in result.err
     assert not BaseDir(base_with_data).model_dir("v").exists()
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(base_with_data, run_cli, monkeypatch):
+    from lord.training.latent import LatentStage
+
+    train_step = LatentStage.train_step
+
+    def poisoned(self, batch, step, total_steps):
+        losses = train_step(self, batch, step, total_steps)
+        if step == 57:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(LatentStage, "train_step", poisoned)
+    result = run_cli("-bd", base_with_data, "-q", "train", "-dn", "syn", "-mn", "nan", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=3"))  # 40 steps an epoch
+    assert result.code != 0 and len(result.err_lines) == 1
+    assert "non-finite loss at step 57 (epoch 2)" in result.err and "last good checkpoint" in result.err
+    model_dir = BaseDir(base_with_data).model_dir("nan")
+    checkpoint = torch.load(model_dir / "checkpoint-latent.pt", weights_only=True)
+    assert checkpoint["global_step"] <= 57
+    assert all(torch.isfinite(value).all() for value in checkpoint["stage_state"]["model"].values())
+    assert not (model_dir / "latent.pt").exists() and not (model_dir / "lock").exists()
+
+
+def test_one_class_data_is_refused(base_with_data, run_cli):
+    from lord.data import store as data_store
+
+    dataset = data_store.load(BaseDir(base_with_data).data_path("syn"))
+    one = dataset.subset(np.flatnonzero(dataset.classes == 0))
+    data_store.save(BaseDir(base_with_data).data_path("one"), one)
+    result = run_cli("-bd", base_with_data, "train", "-dn", "one", "-mn", "x", "-cf", "lord-tiny", *set_args())
+    assert result.code != 0 and "single value" in result.err and len(result.err_lines) == 1

@@ -57,7 +57,12 @@ def data_block(data_name, dataset, config):
 
 
 def check_data_fits(config, data_name, dataset):
-    """What an OverLORD config asks of the data: square power-of-two images, its label, its masks."""
+    """What a config asks of the data: two labels at least; for OverLORD square power-of-two images,
+    its labeled attribute and, for a localized correlation, masks."""
+    attribute = config.get("labeled_attribute", "classes")
+    labels, _ = dataset.label(attribute)
+    if len(np.unique(labels)) < 2:
+        raise UserError(f"data {data_name!r} has a single value of {attribute!r}: disentanglement needs two at least")
     if arch_of(config) != "overlord":
         return
     height, width, channels = dataset.img_shape
