@@ -7,7 +7,7 @@ plus the regression of both codes onto the codes stage 1 learned.
 import torch
 
 from lord.model import AmortizedModel
-from lord.training.common import autocast, float_images, generate_grid, grid_image, pick_samples
+from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import Distributed, data_parallel
 from lord.training.loop import Stage
@@ -56,7 +56,8 @@ class AmortizedStage(Stage):
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.network = data_parallel(EncodeAndGenerate(self.model), distributed, device)
+        self.network = compiled(data_parallel(EncodeAndGenerate(self.model), distributed, device), runtime)
+        self.loss_fn = compiled(self.loss_fn, runtime)
         self.content_targets = distributed.shard(latent_state["content_embedding.weight"]).to(device)
         self.class_targets = latent_state["class_embedding.weight"].to(device)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])

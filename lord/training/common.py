@@ -15,6 +15,14 @@ def autocast(device, enabled):
     return contextlib.nullcontext()
 
 
+def compiled(module, runtime):
+    """`module` through torch.compile when the config's runtime.compile asks for it.
+
+    The module keeps its parameters, so optimizers, checkpoints and weights are unaffected.
+    """
+    return torch.compile(module) if runtime["compile"] else module
+
+
 def float_images(imgs):
     """uint8 (N, H, W, C) numpy images -> float (N, C, H, W) in [0, 1] on the CPU (for sample grids)."""
     return torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float().div(255.0)

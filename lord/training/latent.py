@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lord.model import LatentModel
-from lord.training.common import autocast, float_images, generate_grid, grid_image, pick_samples
+from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import Distributed, data_parallel
 from lord.training.embeddings import ImageCodes
@@ -52,8 +52,9 @@ class LatentStage(Stage):
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.decoder = data_parallel(ClassConditionedGenerator(self.model.generator, self.model.class_embedding),
-                                     distributed, device)
+        decoder = ClassConditionedGenerator(self.model.generator, self.model.class_embedding)
+        self.decoder = compiled(data_parallel(decoder, distributed, device), runtime)
+        self.loss_fn = compiled(self.loss_fn, runtime)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
         self.classes = to_device_labels(distributed.shard(dataset.classes), device)
         self.all_classes = to_device_labels(dataset.classes, device)

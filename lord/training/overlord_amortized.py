@@ -9,7 +9,7 @@ import torch
 
 from lord.model import OverlordAmortizedModel, reference_code
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, generate_grid, grid_image, sample_set
+from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import Distributed, data_parallel
 from lord.training.loop import Stage
@@ -59,7 +59,7 @@ class OverlordAmortizedStage(Stage):
         self.model.to(device)
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
-        self.encoders = data_parallel(Encoders(self.model), distributed, device)
+        self.encoders = compiled(data_parallel(Encoders(self.model), distributed, device), runtime)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
         self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code
-from lord.training.common import autocast, generate_grid, grid_image, sample_set
+from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
 from lord.training.correlation import device_masks, random_pose
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import Distributed, data_parallel
@@ -63,7 +63,8 @@ class OverlordLatentStage(Stage):
         if device.type == "cuda" and runtime["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.decoder = data_parallel(LabelConditionedGenerator(self.model), distributed, device)
+        self.decoder = compiled(data_parallel(LabelConditionedGenerator(self.model), distributed, device), runtime)
+        self.loss_fn = compiled(self.loss_fn, runtime)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
         self.masks = None
         if config["correlation"] == "localized":

@@ -15,7 +15,7 @@ from lord.model import OverlordSynthesisModel, correlated_input, overlord_code
 from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from lord.weights import reconstruction_loss
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, sample_set
+from lord.training.common import autocast, compiled, sample_set
 from lord.training.correlation import device_masks
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import Distributed
@@ -93,6 +93,9 @@ class SynthesisStage(Stage):
         )
         self.ema_params = list(self.model.generator_ema.parameters())
         self.generator_params = list(self.model.generator.parameters())
+        # The discriminator is not compiled: its R1 penalty takes a double backward.
+        self.generate = compiled(self.model.generator, runtime)
+        self.loss_fn = compiled(self.loss_fn, runtime)
         self.rng = torch.Generator(device=device).manual_seed(seed)
         self.sample_indices, self.sample_images, self.sample_masks = sample_set(
             dataset, labels, runtime["n_samples"], seed, with_masks=self.masks is not None)
@@ -117,7 +120,7 @@ class SynthesisStage(Stage):
         discriminator.requires_grad_(False)
         with autocast(self.device, self.amp):
             codes = self.model.encode(images, masks)
-            generated = self.model.generator(overlord_code(*codes), noise_generator=self.rng)
+            generated = self.generate(overlord_code(*codes), noise_generator=self.rng)
             reconstruction = batch.mean(self.loss_fn(generated, images).float())
             adversarial = batch.mean(generator_adversarial_loss(discriminator(generated)))
         latent = batch.mean(self.latent_regression(batch.rows, images, masks, *codes))
