@@ -121,6 +121,21 @@ def cmd_demo(args):
     )
 
 
+def cmd_evaluate(args):
+    from lord.evaluation.evaluate import evaluate
+
+    evaluate(
+        args.base_dir, args.model_name, args.data_name, stage=args.stage, output=args.output, n_pairs=args.n_pairs,
+        seed=args.seed, device=args.device, quiet=args.quiet,
+    )
+
+
+def cmd_report(args):
+    from lord.evaluation.report import report
+
+    print(report(args.paths, columns=args.columns or None, fmt=args.format, base_dir=args.base_dir), end="")
+
+
 def add_training_arguments(parser):
     parser.add_argument("-dn", "--data-name", required=True, help="preprocessed data to train on")
     parser.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
@@ -207,6 +222,27 @@ def build_parser():
                      help="localized models: mask of the image giving the correlated code (the reference if given, "
                           "else the input; a directory of same-named masks for a directory input)")
     sub.set_defaults(run=cmd_manipulate)
+
+    sub = commands.add_parser("evaluate", help="the papers' metrics for a trained model on preprocessed data (JSON)")
+    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    sub.add_argument("-dn", "--data-name", required=True, help="preprocessed data to evaluate on")
+    sub.add_argument("--stage", choices=["latent", "amortized", "synthesis"],
+                     help="stage to evaluate (default: the latest completed one)")
+    sub.add_argument("--output", metavar="FILE.json",
+                     help="where to write the result (default: the model dir's evaluation-<data>-<stage>.json)")
+    sub.add_argument("--n-pairs", type=positive_int, default=1000, metavar="N",
+                     help="translation pairs for content transfer, translation accuracy and FID (default: 1000)")
+    sub.set_defaults(run=cmd_evaluate)
+
+    sub = commands.add_parser("report", help="gather evaluation results into one table (markdown or CSV)")
+    sub.add_argument("paths", nargs="+", metavar="PATH",
+                     help="evaluation JSON files, model directories or model names under the base dir")
+    sub.add_argument("--format", choices=["markdown", "csv"], default="markdown",
+                     help="table format (default: markdown)")
+    sub.add_argument("--columns", action="append", metavar="NAMES",
+                     help="columns or families to show, comma-separated, e.g. class_from_content,translation "
+                          "(repeatable; default: every column some result fills)")
+    sub.set_defaults(run=cmd_report)
 
     sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
     sub.add_argument("-cf", "--config", default="lord-tiny", choices=config.names(), metavar="NAME",

@@ -24,6 +24,7 @@ SAME = [
     (["train-synthesis", "-dn", "d", "-mn", "m"], ["train-synthesis", "--data-name", "d", "--model-name", "m"]),
     (["manipulate", "-mn", "m", "-i", "a", "-r", "b", "-o", "c"],
      ["manipulate", "--model-name", "m", "--img-path", "a", "--reference-img-path", "b", "--output-img-path", "c"]),
+    (["evaluate", "-mn", "m", "-dn", "d"], ["evaluate", "--model-name", "m", "--data-name", "d"]),
 ]
 
 
@@ -43,6 +44,11 @@ def test_global_options_and_defaults():
     assert parse("demo")["config"] == "lord-tiny"
     assert parse("preprocess", "-di", "synthetic", "-dn", "s", "--img-size", "32", "--n-classes", "5", "--workers",
                  "2", "--skip-bad", "--channels", "1")["n_classes"] == 5
+    evaluate = parse("evaluate", "-mn", "m", "-dn", "d")
+    assert evaluate["stage"] is None and evaluate["n_pairs"] == 1000 and evaluate["output"] is None
+    report = parse("report", "a.json", "b", "--format", "csv", "--columns", "translation", "--columns", "fid")
+    assert report["paths"] == ["a.json", "b"] and report["format"] == "csv"
+    assert report["columns"] == ["translation", "fid"]
 
 
 @pytest.mark.parametrize("args", [
@@ -65,5 +71,5 @@ def test_help_lists_every_subcommand(run_cli):
     result = run_cli("--help")
     assert result.code == 0
     for name in ("preprocess", "split-classes", "split-samples", "train", "train-encoders", "train-synthesis",
-                 "manipulate", "demo"):
+                 "manipulate", "evaluate", "report", "demo"):
         assert name in result.out

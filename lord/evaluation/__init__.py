@@ -20,5 +20,8 @@ Metric families of an evaluation result and their direction:
 - lpips_diversity (lpips.py): mean pairwise LPIPS between translations of one input to one label
   with different references; higher is more diverse.
 
-report.py turns evaluation JSON files into one markdown or CSV table.
+evaluate.py computes them all for one model, stage and data set (`lord.py evaluate`), with pairs.py
+(which images are translated), distances.py (per-image distances and their feature networks) and
+classifier.py (the classifier behind translation accuracy). report.py turns evaluation JSON files
+into one markdown or CSV table (`lord.py report`).
 """
