@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Training speed and memory of every stage, against a reference-style implementation.
+
+For each stage and size it measures, in a fresh subprocess each (so peak memory is the stage's own):
+
+  ours       the toolkit's stage: uint8 data on the device gathered by index, batched device
+             augmentations, bf16 autocast + channels_last on CUDA, foreach/fused Adam, no host sync
+             in the step.
+  reference  the way the original code trains, on the same networks: the whole dataset converted to
+             float32 in host memory, a per-sample Dataset with a DataLoader (1 worker, pinned memory),
+             each batch moved to the device, float32 everywhere, dense Adam over the full embedding
+             tables, a loss `.item()` every step.
+
+Images/s is the median over timed steps after warm-up (synchronised on CUDA), and the median again
+over --repeats measurements that alternate between the two paths; peak host memory is the process's
+maximum RSS; peak CUDA memory is torch's max allocated. It also measures how our step
+time grows with the number of images (embedding tables of 10^4 to 10^6 rows, both embedding
+updates) and, on a GPU, the model FLOPs utilisation: FLOPs counted by torch.utils.flop_counter for
+one step, over the step time, over the device's peak dense bf16 rate (PEAK_BF16 below).
+
+    python benchmarks/bench_train.py --quick              # CPU presets and small scaling sizes (minutes)
+    python benchmarks/bench_train.py --json results.json  # the papers' sizes too
+
+The perceptual loss runs with VGG16 weights drawn at random in torchvision's layout: the speed of a
+convolution does not depend on its weights, and no download is needed.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# Peak dense bf16 rates (FLOP/s) for MFU, by device-name substring (vendor datasheets, SXM parts).
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+
+# (stage, config, image size, batch size (None: the preset's), images in the set)
+PAPER_CASES = [
+    ("lord-latent", "lord", 64, 128, 4096),
+    ("lord-encoders", "lord", 64, 64, 4096),
+    ("overlord-latent", "overlord-celeba", 128, 32, 2048),
+    ("overlord-latent", "overlord-ffhq", 256, 32, 1024),
+    ("overlord-synthesis", "overlord-celeba", 128, 16, 2048),
+    ("overlord-synthesis", "overlord-ffhq", 256, 16, 1024),
+]
+CPU_CASES = [
+    ("lord-latent", "lord-tiny", 32, 64, 4096),
+    ("lord-encoders", "lord-tiny", 32, 64, 4096),
+    ("overlord-latent", "overlord-tiny", 32, None, 2048),
+    ("overlord-synthesis", "overlord-tiny", 32, None, 2048),
+]
+# The 64x64 paper configuration on the CPU (few steps: each takes seconds).
+CPU_PAPER_CASE = ("lord-latent", "lord", 64, 128, 4096)
+CELEBA_MEMORY_CASE = ("lord-latent", "lord", 64, 128, 200_000)
+STAGE_OF = {"lord-latent": "latent", "lord-encoders": "amortized", "overlord-latent": "latent",
+            "overlord-synthesis": "synthesis"}
+BATCH_KEY = {("lord", "latent"): "train", ("lord", "amortized"): "train_encoders",
+             ("overlord", "latent"): "disentanglement", ("overlord", "amortized"): "amortization",
+             ("overlord", "synthesis"): "synthesis"}
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fake_vgg_weights():
+    """Random VGG16 features in torchvision's layout (speed does not depend on the values)."""
+    import torch
+
+    from lord.networks.vgg import vgg16_feature_layers
+
+    path = Path(tempfile.gettempdir()) / "lord-bench-vgg16-random.pth"
+    if not path.exists():
+        torch.save({f"features.{k}": v for k, v in vgg16_feature_layers().state_dict().items()}, path)
+    return path
+
+
+def make_dataset(n_images, img_size, n_classes=32, seed=0, with_masks=False):
+    """Random uint8 images with labels (and masks, which only OverLORD's localized mode reads)."""
+    import numpy as np
+
+    from lord.data.store import make_dataset as build
+
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 256, size=(n_images, img_size, img_size, 3), dtype=np.uint8)
+    extras = {}
+    if with_masks:
+        extras["masks"] = np.zeros((n_images, img_size, img_size), np.uint8)
+        extras["masks"][:, img_size // 4 : 3 * img_size // 4] = 1
+    return build(imgs, np.arange(n_images) % n_classes, n_classes=n_classes, **extras)
+
+
+def case_config(case, dataset, rows_update=None, compile_=False):
+    import config as presets
+
+    from lord.configuration import apply_overrides
+    from lord.training import data_block
+
+    stage_name, config_name, _, batch, _ = case
+    cfg = presets.get_config(config_name)
+    overrides = []
+    if cfg["perceptual_loss"]["type"] == "vgg":
+        overrides.append(f"perceptual_loss.weights={fake_vgg_weights()}")
+    if batch is not None:
+        overrides.append(f"{BATCH_KEY[(cfg['arch'], STAGE_OF[stage_name])]}.batch_size={batch}")
+    if rows_update is not None:
+        block = "train" if cfg["arch"] == "lord" else "disentanglement"
+        overrides.append(f"{block}.embedding_update={'rows' if rows_update else 'dense'}")
+    if compile_:
+        overrides.append("runtime.compile=true")
+    cfg = apply_overrides(cfg, overrides)
+    cfg["data"] = data_block("bench", dataset, cfg)
+    return cfg
+
+
+def build_ours(case, device, n_images=None, rows_update=None, compile_=False):
+    """Our stage object for a case, on random data of the case's size, from fresh weights."""
+    import torch
+
+    from lord.model import stage_module_class
+    from lord.training import build_stage
+
+    dataset = make_dataset(n_images or case[4], case[2], with_masks=case[0].startswith("overlord"))
+    cfg = case_config(case, dataset, rows_update, compile_)
+    stage = STAGE_OF[case[0]]
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as model_dir:
+        for previous in {"latent": [], "amortized": ["latent"], "synthesis": ["latent", "amortized"]}[stage]:
+            torch.save(stage_module_class(cfg, previous)(cfg).state_dict(), Path(model_dir) / f"{previous}.pt")
+        return build_stage(stage, cfg, dataset, device, 0, Path(model_dir))
+
+
+def timed_steps(step, device, warmup, steps):
+    import torch
+
+    times = []
+    for index in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step(index)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count_flops=False, compile_=False):
+    import torch
+
+    from lord.training.loop import Batch
+
+    stage = build_ours(case, device, n_images, rows_update, compile_)
+    order = torch.randperm(stage.n_images, generator=torch.Generator().manual_seed(0)).to(device)
+    batches = stage.n_images // stage.batch_size
+
+    def step(index):
+        position = index % batches
+        indices = order[position * stage.batch_size : (position + 1) * stage.batch_size]
+        stage.train_step(Batch(indices, indices, stage.batch_size), index, 10**6)
+
+    seconds = timed_steps(step, device, warmup, steps)
+    result = {"img_s": stage.batch_size / seconds, "step_ms": seconds * 1e3, "batch_size": stage.batch_size}
+    if count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(warmup + steps)
+        result["flops_per_step"] = counter.get_total_flops()
+    return result
+
+
+class ReferenceTrainer:
+    """One stage trained the way the original code does it, on the toolkit's networks."""
+
+    def __init__(self, case, device):
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+
+        from lord.model import stage_module_class
+        from lord.weights import reconstruction_loss
+
+        dataset = make_dataset(case[4], case[2], with_masks=case[0].startswith("overlord"))
+        self.cfg = cfg = case_config(case, dataset)
+        self.stage = stage = STAGE_OF[case[0]]
+        self.arch = cfg["arch"]
+        self.device = device
+        images = torch.from_numpy(dataset.imgs).permute(0, 3, 1, 2).float() / 255.0  # the float32 copy
+        classes = torch.from_numpy(dataset.classes)
+        del dataset
+
+        class PerSample(Dataset):
+            def __len__(self):
+                return len(images)
+
+            def __getitem__(self, index):
+                return {"img": images[index], "img_id": index, "class_id": classes[index]}
+
+        torch.manual_seed(0)
+        self.loss_fn = reconstruction_loss(cfg["perceptual_loss"]).to(device)
+        block = cfg[BATCH_KEY[(self.arch, stage)]]
+        self.batch_size = block["batch_size"]
+        self.model = stage_module_class(cfg, stage)(cfg).to(device)
+        if stage != "latent":
+            self.targets = stage_module_class(cfg, "latent")(cfg).to(device).requires_grad_(False)
+        if stage == "synthesis":
+            discriminator = self.model.discriminator
+            generator_side = [p for name, p in self.model.named_parameters()
+                              if not name.startswith(("discriminator.", "generator_ema."))]
+            self.optimizer = torch.optim.Adam(generator_side, lr=1e-4, betas=(0.0, 0.99))
+            self.discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.0, 0.99))
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.5, 0.999))
+        self.loader = DataLoader(PerSample(), batch_size=self.batch_size, shuffle=True, num_workers=1,
+                                 drop_last=True, pin_memory=device.type == "cuda", persistent_workers=True)
+        self.batches = iter(())
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def codes(self, data):
+        """The code the generator takes, computed the reference way for this stage."""
+        import torch
+
+        model, cfg = self.model, self.cfg
+        if self.arch == "lord":
+            if self.stage == "latent":
+                content = model.content_embedding(data["img_id"])
+                return content + torch.randn_like(content) * cfg["content_std"], model.class_embedding(data["class_id"])
+            return model.content_encoder(data["img"]), model.class_encoder(data["img"])
+        if self.stage == "latent":
+            uncorrelated = model.uncorrelated_embedding(data["img_id"])
+            noisy = uncorrelated + torch.randn_like(uncorrelated) * cfg["uncorrelated_std"]
+            return torch.cat([model.label_embedding(data["class_id"]), noisy], dim=1)
+        label, _, uncorrelated = model.encode(data["img"])
+        return torch.cat([label, uncorrelated], dim=1)
+
+    def step(self, _):
+        import torch.nn.functional as F
+
+        from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
+
+        data = {key: value.to(self.device) for key, value in self.next_batch().items()}
+        img = data["img"]
+        codes = self.codes(data)
+        generated = self.model.generator(*codes) if self.arch == "lord" else self.model.generator(codes)
+        loss = self.loss_fn(generated, img).mean()
+        if self.stage == "amortized" and self.arch == "lord":
+            loss = loss + 10 * F.mse_loss(codes[0], self.targets.content_embedding(data["img_id"]))
+            loss = loss + 10 * F.mse_loss(codes[1], self.targets.class_embedding(data["class_id"]))
+        if self.stage == "synthesis":
+            loss = loss + generator_adversarial_loss(self.model.discriminator(generated)).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        loss.item()
+        if self.stage == "synthesis":
+            real = img.detach().requires_grad_(True)
+            real_logits = self.model.discriminator(real)
+            d_loss = (discriminator_adversarial_loss(real_logits, self.model.discriminator(generated.detach())).mean()
+                      + 10 * r1_penalty(real, real_logits).mean())
+            self.discriminator_optimizer.zero_grad()
+            d_loss.backward()
+            self.discriminator_optimizer.step()
+            d_loss.item()
+
+
+def run_reference(case, device, warmup, steps):
+    trainer = ReferenceTrainer(case, device)
+    seconds = timed_steps(trainer.step, device, warmup, steps)
+    return {"img_s": trainer.batch_size / seconds, "step_ms": seconds * 1e3, "batch_size": trainer.batch_size}
+
+
+def worker(args):
+    """One measurement in this process; prints one JSON line."""
+    import torch
+
+    from lord.training.data import resolve_device
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    case = tuple(json.loads(args.case))
+    if args.path == "ours":
+        result = run_ours(case, device, args.warmup, args.steps, args.n_images, rows_update=args.rows_update,
+                          count_flops=device.type == "cuda", compile_=args.compile)
+    else:
+        result = run_reference(case, device, args.warmup, args.steps)
+    result["peak_rss_mb"] = peak_rss_mb()
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    print("RESULT " + json.dumps(result))
+
+
+def measure(case, path, options, n_images=None, rows_update=None, warmup=None, steps=None):
+    command = [sys.executable, __file__, "--worker", "--path", path, "--case", json.dumps(case),
+               "--device", options.device, "--warmup", str(warmup or options.warmup),
+               "--steps", str(steps or options.steps)]
+    if options.threads:
+        command += ["--threads", str(options.threads)]
+    if n_images:
+        command += ["--n-images", str(n_images)]
+    if rows_update is not None:
+        command += ["--rows-update" if rows_update else "--dense-update"]
+    if options.compile and path == "ours":
+        command += ["--compile"]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                               env=dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")))
+    for line in completed.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"benchmark worker failed for {case} ({path}):\n{completed.stderr[-3000:]}")
+
+
+def device_description(device_name):
+    import torch
+
+    from lord.training.data import resolve_device
+
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}"
+
+
+def repeated(case, options, repeats, steps=None, warmup=None):
+    """(ours, reference) measurements, each run `repeats` times alternately (so that a slow spell of a
+    shared machine hits both paths alike): the median speed and the largest peak memory."""
+    runs = {"ours": [], "reference": []}
+    for _ in range(repeats):
+        for path in runs:
+            runs[path].append(measure(case, path, options, warmup=warmup, steps=steps))
+
+    def combine(results):
+        combined = dict(results[0])
+        combined["img_s"] = statistics.median(result["img_s"] for result in results)
+        combined["step_ms"] = statistics.median(result["step_ms"] for result in results)
+        for key in ("peak_rss_mb", "peak_cuda_mb"):
+            if key in combined:
+                combined[key] = max(result[key] for result in results)
+        return combined
+
+    return combine(runs["ours"]), combine(runs["reference"])
+
+
+def compare(case, options, steps=None, warmup=None, repeats=1):
+    ours, reference = repeated(case, options, repeats, steps=steps, warmup=warmup)
+    row = {
+        "stage": case[0], "config": case[1], "img_size": case[2], "batch_size": ours["batch_size"],
+        "ours_img_s": round(ours["img_s"], 2), "reference_img_s": round(reference["img_s"], 2),
+        "speed_ratio": round(ours["img_s"] / reference["img_s"], 3),
+        "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1), "reference_peak_rss_mb": round(reference["peak_rss_mb"], 1),
+        "memory_ratio": round(ours["peak_rss_mb"] / reference["peak_rss_mb"], 3),
+        "ours_peak_cuda_mb": ours.get("peak_cuda_mb"), "reference_peak_cuda_mb": reference.get("peak_cuda_mb"),
+    }
+    if "flops_per_step" in ours:
+        description = device_description(options.device)
+        peak = next((rate for key, rate in PEAK_BF16.items() if key in description), None)
+        achieved = ours["flops_per_step"] / (ours["step_ms"] / 1e3)
+        row["tflops"] = round(achieved / 1e12, 2)
+        row["mfu"] = round(achieved / peak, 4) if peak else None
+    print(f"{case[0]:19} {case[1]:16} {case[2]:4} {row['ours_img_s']:10.1f} {row['reference_img_s']:10.1f} "
+          f"{row['speed_ratio']:6.2f} {row['ours_peak_rss_mb']:9.0f} {row['reference_peak_rss_mb']:9.0f} "
+          f"{row['memory_ratio']:6.2f}" + (f"  MFU {row['mfu']:.1%}" if row.get("mfu") else ""), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CPU presets and small scaling sizes only (minutes)")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measurements of each path per case, alternating, median taken (default 3; the "
+                             "CPU run of the 64x64 paper size is measured once)")
+    parser.add_argument("--threads", type=int, help="torch threads in each measurement (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run our stages with runtime.compile=true (torch.compile; warm-up steps include "
+                             "the compilation)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--n-images", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rows-update", dest="rows_update", action="store_true", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dense-update", dest="rows_update", action="store_false", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    description = device_description(args.device)
+    on_gpu = not description.startswith("CPU")
+    report = {"device": description, "date": datetime.date.today().isoformat(), "quick": args.quick,
+              "compile": args.compile, "threads": args.threads,
+              "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
+              "stages": [], "scaling": [], "memory": None}
+    print(f"device: {description}" + (", ours with torch.compile" if args.compile else ""))
+    print(f"{'stage':19} {'config':16} {'size':>4} {'ours img/s':>10} {'ref img/s':>10} {'speed':>6} "
+          f"{'ours MB':>9} {'ref MB':>9} {'memory':>6}")
+    for case in CPU_CASES + ([] if args.quick else PAPER_CASES if on_gpu else [CPU_PAPER_CASE]):
+        slow = not on_gpu and case[1] == "lord"
+        report["stages"].append(compare(case, args, steps=3 if slow else None, warmup=1 if slow else None,
+                                        repeats=1 if slow else args.repeats))
+
+    scaling_case = PAPER_CASES[0] if on_gpu and not args.quick else CPU_CASES[0]
+    sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
+    print(f"\nstep time against the number of images ({scaling_case[1]}, batch {scaling_case[3]}):")
+    for n_images in sizes:
+        entry = {"n_images": n_images}
+        for label, rows in (("rows", True), ("dense", False)):
+            times = [measure(scaling_case, "ours", args, n_images, rows_update=rows)["step_ms"]
+                     for _ in range(args.repeats)]
+            entry[f"step_ms_{label}"] = round(statistics.median(times), 2)
+        entry["step_ms"] = entry["step_ms_rows"]
+        report["scaling"].append(entry)
+        print(f"  {n_images:>8} images: {entry['step_ms_rows']:8.1f} ms with embedding_update=rows, "
+              f"{entry['step_ms_dense']:8.1f} ms with dense", flush=True)
+
+    if not args.quick:
+        print("\npeak host memory with a CelebA-sized set (200,000 images of 64x64x3), 2 timed steps:")
+        ours = measure(CELEBA_MEMORY_CASE, "ours", args, warmup=1, steps=2)
+        reference = measure(CELEBA_MEMORY_CASE, "reference", args, warmup=1, steps=2)
+        report["memory"] = {
+            "n_images": CELEBA_MEMORY_CASE[4], "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+            "reference_peak_rss_mb": round(reference["peak_rss_mb"], 1),
+            "memory_ratio": round(ours["peak_rss_mb"] / reference["peak_rss_mb"], 3),
+        }
+        print(f"  ours {ours['peak_rss_mb']:.0f} MB, reference {reference['peak_rss_mb']:.0f} MB, "
+              f"ratio {report['memory']['memory_ratio']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
