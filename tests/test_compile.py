@@ -19,6 +19,7 @@ def compile_calls(monkeypatch):
         return module
 
     monkeypatch.setattr(torch, "compile", record)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # a compiler, as far as the check sees
     return calls
 
 
@@ -52,6 +53,8 @@ def test_overlord_stages_compile_their_networks(synthetic32_base, tmp_path, comp
                              "PixelLoss"]
 
 
+@pytest.mark.skipif(not any(shutil.which(name) for name in ("g++", "c++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_matches_eager_training(base_with_data):
     """A real torch.compile of stage 1 (inductor, C++ on the CPU) trains like the eager modules."""
     losses = {}
@@ -61,3 +64,13 @@ def test_compiled_training_matches_eager_training(base_with_data):
         lines = (base_with_data / "cache" / "models" / f"m-{switch}" / "metrics.jsonl").read_text().splitlines()
         losses[switch] = json.loads(lines[-1])["loss"]
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
+
+
+def test_compile_without_a_cpp_compiler_is_one_clear_error(base_with_data, run_cli, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = run_cli("-bd", base_with_data, "train", "-dn", "syn", "-mn", "m", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=1", "runtime.compile=true"))
+    assert result.code != 0
+    assert len(result.err_lines) == 1 and "needs a C++ compiler" in result.err_lines[0]
+    assert not (base_with_data / "cache" / "models" / "m").exists()

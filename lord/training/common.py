@@ -1,10 +1,13 @@
 """Pieces the stages share: autocast, sample choice, and generating translation grids."""
 
 import contextlib
+import os
+import shutil
 
 import numpy as np
 import torch
 
+from lord.errors import UserError
 from lord.visualize import to_uint8, translation_grid
 
 
@@ -20,7 +23,13 @@ def compiled(module, runtime):
 
     The module keeps its parameters, so optimizers, checkpoints and weights are unaffected.
     """
-    return torch.compile(module) if runtime["compile"] else module
+    if not runtime["compile"]:
+        return module
+    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    if not any(shutil.which(compiler) for compiler in compilers):
+        raise UserError(f"runtime.compile=true needs a C++ compiler for torch.compile, and none was found "
+                        f"({', '.join(compilers)}); install one or leave runtime.compile false")
+    return torch.compile(module)
 
 
 def float_images(imgs):
