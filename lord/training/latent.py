@@ -89,9 +89,6 @@ class LatentStage(Stage):
         self.content.step(batch.rows, content_code, self.optimizer.param_groups[1]["lr"])
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "content_decay": decay.detach()}
 
-    def learning_rates(self):
-        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
-
     def state_dict(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "content": self.content.state_dict()}
@@ -105,12 +102,6 @@ class LatentStage(Stage):
         state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
         state["content_embedding.weight"] = self.content.full_table().cpu()
         return state
-
-    def rng_state(self):
-        return {"noise": self.rng.get_state()}
-
-    def set_rng_state(self, state):
-        self.rng.set_state(state["noise"])
 
     @torch.no_grad()
     def sample_grid(self):

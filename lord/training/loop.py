@@ -69,6 +69,8 @@ class Stage:
     n_images = 0
     batch_size = 1
     n_epochs = 1
+    optimizer = None  # one optimizer with named param groups: its learning rates are logged
+    rng = None  # a torch.Generator for the stage's own noise: checkpointed with the stage
 
     def train_step(self, batch, step, total_steps):
         """One optimisation step on a `Batch`; returns detached scalar loss tensors (this process's
@@ -76,7 +78,9 @@ class Stage:
         raise NotImplementedError
 
     def learning_rates(self):
-        return {}
+        if self.optimizer is None:
+            return {}
+        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
 
     def state_dict(self):
         raise NotImplementedError
@@ -93,10 +97,11 @@ class Stage:
         return None
 
     def rng_state(self):
-        return {}
+        return {} if self.rng is None else {"noise": self.rng.get_state()}
 
     def set_rng_state(self, state):
-        pass
+        if self.rng is not None:
+            self.rng.set_state(state["noise"])
 
 
 def epoch_order(seed, epoch, count):

@@ -89,9 +89,6 @@ class OverlordAmortizedStage(Stage):
         return {"loss": loss.detach(), "label_regression": label_loss.detach(),
                 "uncorrelated_regression": uncorrelated_loss.detach()}
 
-    def learning_rates(self):
-        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
-
     def state_dict(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 

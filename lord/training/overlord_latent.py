@@ -117,9 +117,6 @@ class OverlordLatentStage(Stage):
         self.uncorrelated.step(batch.rows, uncorrelated_code, self.optimizer.param_groups[1]["lr"])
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "uncorrelated_decay": decay.detach()}
 
-    def learning_rates(self):
-        return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
-
     def state_dict(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "uncorrelated": self.uncorrelated.state_dict()}
@@ -133,12 +130,6 @@ class OverlordLatentStage(Stage):
         state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
         state["uncorrelated_embedding.weight"] = self.uncorrelated.full_table().cpu()
         return state
-
-    def rng_state(self):
-        return {"noise": self.rng.get_state()}
-
-    def set_rng_state(self, state):
-        self.rng.set_state(state["noise"])
 
     @torch.no_grad()
     def sample_grid(self):

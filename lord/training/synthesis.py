@@ -177,12 +177,6 @@ class SynthesisStage(Stage):
     def final_state_dict(self):
         return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
 
-    def rng_state(self):
-        return {"noise": self.rng.get_state()}
-
-    def set_rng_state(self, state):
-        self.rng.set_state(state["noise"])
-
     @torch.no_grad()
     def sample_grid(self):
         """Translations of the sample images by the tuned encoders and the moving-average generator."""
