@@ -9,7 +9,7 @@ import torch
 from lord.model import AmortizedModel
 from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
-from lord.training.distributed import Distributed, data_parallel
+from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
 from lord.weights import reconstruction_loss
@@ -39,13 +39,8 @@ class AmortizedStage(Stage):
     def __init__(self, config, dataset, device, latent_state, seed=0, distributed=None):
         stage = config["train_encoders"]
         runtime = config["runtime"]
-        self.distributed = distributed = distributed or Distributed()
-        self.device = device
-        self.batch_size = stage["batch_size"]
-        self.n_epochs = stage["n_epochs"]
-        self.n_images = len(dataset)
+        distributed = self.configure(stage, config, dataset, device, distributed)
         self.weights = stage["loss_weights"]
-        self.amp = runtime["mixed_precision"]
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
         self.model = AmortizedModel(config)

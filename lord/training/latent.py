@@ -10,7 +10,7 @@ from torch import nn
 from lord.model import LatentModel
 from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
 from lord.training.data import DeviceImages, to_device_labels
-from lord.training.distributed import Distributed, data_parallel
+from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
@@ -35,14 +35,9 @@ class LatentStage(Stage):
     def __init__(self, config, dataset, device, seed=0, distributed=None):
         train = config["train"]
         runtime = config["runtime"]
-        self.distributed = distributed = distributed or Distributed()
-        self.device = device
-        self.batch_size = train["batch_size"]
-        self.n_epochs = train["n_epochs"]
-        self.n_images = len(dataset)
+        distributed = self.configure(train, config, dataset, device, distributed)
         self.content_std = float(config["content_std"])
         self.content_decay = float(config["content_decay"])
-        self.amp = runtime["mixed_precision"]
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
         self.model = LatentModel(config)

@@ -72,6 +72,17 @@ class Stage:
     optimizer = None  # one optimizer with named param groups: its learning rates are logged
     rng = None  # a torch.Generator for the stage's own noise: checkpointed with the stage
 
+    def configure(self, block, config, dataset, device, distributed):
+        """The settings every stage takes from its config block (`batch_size`, `n_epochs`) and from
+        `runtime`; returns the process group (a single process when `distributed` is None)."""
+        self.distributed = distributed or Distributed()
+        self.device = device
+        self.batch_size = block["batch_size"]
+        self.n_epochs = block["n_epochs"]
+        self.n_images = len(dataset)
+        self.amp = config["runtime"]["mixed_precision"]
+        return self.distributed
+
     def train_step(self, batch, step, total_steps):
         """One optimisation step on a `Batch`; returns detached scalar loss tensors (this process's
         share), one of them named "loss"."""

@@ -11,7 +11,7 @@ from lord.model import OverlordAmortizedModel, reference_code
 from lord.training.amortized import mean_squared_error
 from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
 from lord.training.data import DeviceImages, to_device_labels
-from lord.training.distributed import Distributed, data_parallel
+from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
 
@@ -39,13 +39,8 @@ class OverlordAmortizedStage(Stage):
     def __init__(self, config, dataset, device, latent_state, seed=0, distributed=None):
         stage = config["amortization"]
         runtime = config["runtime"]
-        self.distributed = distributed = distributed or Distributed()
-        self.device = device
-        self.batch_size = stage["batch_size"]
-        self.n_epochs = stage["n_epochs"]
-        self.n_images = len(dataset)
+        distributed = self.configure(stage, config, dataset, device, distributed)
         self.weights = stage["loss_weights"]
-        self.amp = runtime["mixed_precision"]
         self.sample_seed = seed
 
         self.model = OverlordAmortizedModel(config)

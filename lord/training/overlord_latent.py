@@ -15,7 +15,7 @@ from lord.model import OverlordLatentModel, correlated_input, overlord_code, ref
 from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
 from lord.training.correlation import device_masks, random_pose
 from lord.training.data import DeviceImages, to_device_labels
-from lord.training.distributed import Distributed, data_parallel
+from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
@@ -43,15 +43,10 @@ class OverlordLatentStage(Stage):
     def __init__(self, config, dataset, device, seed=0, distributed=None):
         stage = config["disentanglement"]
         runtime = config["runtime"]
-        self.distributed = distributed = distributed or Distributed()
-        self.device = device
-        self.batch_size = stage["batch_size"]
-        self.n_epochs = stage["n_epochs"]
-        self.n_images = len(dataset)
+        distributed = self.configure(stage, config, dataset, device, distributed)
         self.uncorrelated_std = float(config["uncorrelated_std"])
         self.weights = stage["loss_weights"]
         self.augmentation = config["correlation_augmentation"]
-        self.amp = runtime["mixed_precision"]
         self.sample_seed = seed
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)

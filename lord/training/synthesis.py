@@ -18,7 +18,6 @@ from lord.training.amortized import mean_squared_error
 from lord.training.common import autocast, compiled, sample_set
 from lord.training.correlation import device_masks
 from lord.training.data import DeviceImages, to_device_labels
-from lord.training.distributed import Distributed
 from lord.training.loop import Stage
 from lord.training.optim import adam
 from lord.training.overlord_amortized import encoded_translation_grid, submodule_state
@@ -37,14 +36,9 @@ class SynthesisStage(Stage):
     def __init__(self, config, dataset, device, latent_state, amortized_state, seed=0, distributed=None):
         stage = config["synthesis"]
         runtime = config["runtime"]
-        self.distributed = distributed = distributed or Distributed()
-        self.device = device
-        self.batch_size = stage["batch_size"]
-        self.n_epochs = stage["n_epochs"]
-        self.n_images = len(dataset)
+        distributed = self.configure(stage, config, dataset, device, distributed)
         self.weights = stage["loss_weights"]
         self.ema_beta = ema_beta(self.batch_size, stage["ema"]["half_life_images"])
-        self.amp = runtime["mixed_precision"]
         self.sample_seed = seed
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
