@@ -84,16 +84,6 @@ class AmortizedStage(Stage):
             "content_regression": content_loss.detach(), "class_regression": class_loss.detach(),
         }
 
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-    def final_state_dict(self):
-        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
-
     @torch.no_grad()
     def sample_grid(self):
         self.model.eval()

@@ -11,12 +11,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lord.training.data import DeviceImages
+from lord.training.data import DeviceImages, to_device_labels
 
 
 def device_masks(masks, device, channels_last=True):
     """Masks (N, H, W) as DeviceImages whose batches are 0/1 float (B, 1, H, W)."""
     return DeviceImages(np.where(masks > 0, np.uint8(255), np.uint8(0))[..., None], device, channels_last)
+
+
+def overlord_training_data(config, dataset, distributed, device, with_masks):
+    """What an OverLORD stage trains on: (images, masks or None, labels on the device) of this
+    process's share of `dataset`, and the label values of the whole set (numpy). Masks are loaded
+    only when `with_masks` and the correlation is localized."""
+    channels_last = config["runtime"]["channels_last"]
+    images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last)
+    masks = None
+    if with_masks and config["correlation"] == "localized":
+        masks = device_masks(distributed.shard(dataset.extras["masks"]), device, channels_last)
+    labels, _ = dataset.label(config["labeled_attribute"])
+    return images, masks, to_device_labels(distributed.shard(labels), device), labels
 
 
 def random_pose(images, generator, scale, flip, rotation, batch=None):

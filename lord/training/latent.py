@@ -85,18 +85,14 @@ class LatentStage(Stage):
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "content_decay": decay.detach()}
 
     def state_dict(self):
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "content": self.content.state_dict()}
+        return {**super().state_dict(), "content": self.content.state_dict()}
 
     def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.content.load_state_dict(state["content"])
 
     def final_state_dict(self):
-        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
-        state["content_embedding.weight"] = self.content.full_table().cpu()
-        return state
+        return {**super().final_state_dict(), "content_embedding.weight": self.content.full_table().cpu()}
 
     @torch.no_grad()
     def sample_grid(self):

@@ -94,14 +94,16 @@ class Stage:
         return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
 
     def state_dict(self):
-        raise NotImplementedError
+        """What a checkpoint holds of the stage (by default its `model` and `optimizer`)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state):
-        raise NotImplementedError
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def final_state_dict(self):
-        """The weights written as `<stage>.pt` when the stage completes."""
-        raise NotImplementedError
+        """The weights written as `<stage>.pt` when the stage completes (by default the model's)."""
+        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
 
     def sample_grid(self):
         """A uint8 (H, W, C) translation grid, or None."""

@@ -10,7 +10,7 @@ import torch
 from lord.model import OverlordAmortizedModel, reference_code
 from lord.training.amortized import mean_squared_error
 from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
-from lord.training.data import DeviceImages, to_device_labels
+from lord.training.correlation import overlord_training_data
 from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
 from lord.training.optim import adam, set_cosine_learning_rates
@@ -57,9 +57,8 @@ class OverlordAmortizedStage(Stage):
         self.encoders = compiled(data_parallel(Encoders(self.model), distributed, device), runtime)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
         self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
-        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
-        labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(distributed.shard(labels), device)
+        self.images, _, self.labels, labels = overlord_training_data(config, dataset, distributed, device,
+                                                                     with_masks=False)
         trained = list(self.model.label_encoder.parameters()) + list(self.model.uncorrelated_encoder.parameters())
         rates = stage["learning_rate"]
         self.optimizer = adam(
@@ -83,16 +82,6 @@ class OverlordAmortizedStage(Stage):
         self.optimizer.step()
         return {"loss": loss.detach(), "label_regression": label_loss.detach(),
                 "uncorrelated_regression": uncorrelated_loss.detach()}
-
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-    def final_state_dict(self):
-        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
 
     @torch.no_grad()
     def sample_grid(self):

@@ -13,8 +13,8 @@ from torch import nn
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code
 from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
-from lord.training.correlation import device_masks, random_pose
-from lord.training.data import DeviceImages, to_device_labels
+from lord.training.correlation import overlord_training_data, random_pose
+from lord.training.data import to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
 from lord.training.loop import Stage
@@ -60,12 +60,8 @@ class OverlordLatentStage(Stage):
             self.loss_fn.to(memory_format=torch.channels_last)
         self.decoder = compiled(data_parallel(LabelConditionedGenerator(self.model), distributed, device), runtime)
         self.loss_fn = compiled(self.loss_fn, runtime)
-        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
-        self.masks = None
-        if config["correlation"] == "localized":
-            self.masks = device_masks(distributed.shard(dataset.extras["masks"]), device, runtime["channels_last"])
-        labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(distributed.shard(labels), device)
+        self.images, self.masks, self.labels, labels = overlord_training_data(config, dataset, distributed, device,
+                                                                              with_masks=True)
         self.all_labels = to_device_labels(labels, device)
 
         rates = stage["learning_rate"]
@@ -113,18 +109,14 @@ class OverlordLatentStage(Stage):
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "uncorrelated_decay": decay.detach()}
 
     def state_dict(self):
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "uncorrelated": self.uncorrelated.state_dict()}
+        return {**super().state_dict(), "uncorrelated": self.uncorrelated.state_dict()}
 
     def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.uncorrelated.load_state_dict(state["uncorrelated"])
 
     def final_state_dict(self):
-        state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
-        state["uncorrelated_embedding.weight"] = self.uncorrelated.full_table().cpu()
-        return state
+        return {**super().final_state_dict(), "uncorrelated_embedding.weight": self.uncorrelated.full_table().cpu()}
 
     @torch.no_grad()
     def sample_grid(self):

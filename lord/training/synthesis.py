@@ -16,8 +16,7 @@ from lord.networks.gan_losses import discriminator_adversarial_loss, generator_a
 from lord.weights import reconstruction_loss
 from lord.training.amortized import mean_squared_error
 from lord.training.common import autocast, compiled, sample_set
-from lord.training.correlation import device_masks
-from lord.training.data import DeviceImages, to_device_labels
+from lord.training.correlation import overlord_training_data
 from lord.training.loop import Stage
 from lord.training.optim import adam
 from lord.training.overlord_amortized import encoded_translation_grid, submodule_state
@@ -62,12 +61,8 @@ class SynthesisStage(Stage):
                     module.to(memory_format=torch.channels_last)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
         self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
-        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
-        self.masks = None
-        if config["correlation"] == "localized":
-            self.masks = device_masks(distributed.shard(dataset.extras["masks"]), device, runtime["channels_last"])
-        labels, _ = dataset.label(config["labeled_attribute"])
-        self.labels = to_device_labels(distributed.shard(labels), device)
+        self.images, self.masks, self.labels, labels = overlord_training_data(config, dataset, distributed, device,
+                                                                              with_masks=True)
 
         rates = stage["learning_rate"]
         generator_side = [
@@ -167,9 +162,6 @@ class SynthesisStage(Stage):
         self.model.load_state_dict(state["model"])
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
-
-    def final_state_dict(self):
-        return {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
 
     @torch.no_grad()
     def sample_grid(self):
