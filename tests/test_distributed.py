@@ -56,6 +56,7 @@ def worker(rank, data_path, store_path, result_path):
     losses = {key: distributed.all_reduce_sum(value.clone()) for key, value in losses.items()}
     if rank == 0:
         torch.save({"losses": losses, "grads": grads}, result_path)
+    dist.barrier()  # neither process tears the group down while the other still uses it
     dist.destroy_process_group()
 
 
@@ -97,6 +98,7 @@ def steps_worker(rank, data_path, store_path, result_path):
     result = train_steps(tiny_stage(data_path, distributed), distributed, N_STEPS)
     if rank == 0:
         torch.save(result, result_path)
+    dist.barrier()  # neither process tears the group down while the other still uses it
     dist.destroy_process_group()
 
 
