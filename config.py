@@ -28,8 +28,10 @@ LORD = {
     "n_adain_layers": 4,
     "adain_dim": 256,
     "final_conv_dim": 64,
+    "leaky_relu_slope": 0.01,  # PyTorch's default, which the published networks use
     "encoder": {"channels": [64, 128, 256, 256, 256], "fc_dim": 256},
-    "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "weights": None},
+    # normalize: ImageNet mean/std before VGG; the published LORD feeds VGG raw [0, 1] images.
+    "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "normalize": False, "weights": None},
     "train": {
         "batch_size": 128,
         "n_epochs": 200,
@@ -39,7 +41,7 @@ LORD = {
         "embedding_update": "dense",
     },
     "train_encoders": {
-        "batch_size": 64,
+        "batch_size": 128,
         "n_epochs": 200,
         "learning_rate": {"max": 1e-4, "min": 1e-5},
         "loss_weights": {"reconstruction": 1.0, "content": 10.0, "class": 10.0},
@@ -59,7 +61,8 @@ LORD_TINY.update(
         "adain_dim": 32,
         "final_conv_dim": 16,
         "encoder": {"channels": [16, 32, 32, 32, 32], "fc_dim": 64},
-        "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "weights": None},
+        "leaky_relu_slope": 0.2,
+        "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "normalize": False, "weights": None},
     }
 )
 LORD_TINY["train"].update(

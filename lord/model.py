@@ -79,14 +79,14 @@ def build_generator(config):
     return Generator(
         config["content_dim"], config["class_dim"], img_shape_of(config),
         n_adain_layers=config["n_adain_layers"], adain_dim=config["adain_dim"],
-        final_conv_dim=config["final_conv_dim"],
+        final_conv_dim=config["final_conv_dim"], negative_slope=config["leaky_relu_slope"],
     )
 
 
 def build_encoder(config, code_dim):
     return Encoder(
         img_shape_of(config), code_dim, channels=tuple(config["encoder"]["channels"]),
-        fc_dim=config["encoder"]["fc_dim"],
+        fc_dim=config["encoder"]["fc_dim"], negative_slope=config["leaky_relu_slope"],
     )
 
 

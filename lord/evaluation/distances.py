@@ -33,7 +33,8 @@ def load_perceptual(perceptual_config, device, download=True):
     except UserError as error:
         warn(f"the perceptual distance is left null: {error}")
         return None
-    return PerceptualLoss(config.get("layers", DEFAULT_VGG_LAYERS), state, origin).to(device).eval()
+    return PerceptualLoss(config.get("layers", DEFAULT_VGG_LAYERS), state, origin,
+                          normalize=config.get("normalize", True)).to(device).eval()
 
 
 def load_lpips_or_none(device, download=True):

@@ -5,12 +5,12 @@ from torch import nn
 import torch.nn.functional as F
 
 
-def leaky_relu():
-    return nn.LeakyReLU(0.2)
-
-
 class Modulation(nn.Module):
-    """Class code -> (scale, bias) of every AdaIN layer, one linear map."""
+    """Class code -> (bias, scale) of every AdaIN layer, one linear map.
+
+    The published code has one linear map per layer and concatenates their outputs; this single map's
+    weight is those maps' weights stacked in layer order, so the two compute the same.
+    """
 
     def __init__(self, class_dim, n_adain_layers, adain_dim):
         super().__init__()
@@ -39,10 +39,12 @@ class Generator(nn.Module):
     """Content code -> image, with the class entering through AdaIN at every upsampling layer.
 
     content -> 3 fully connected layers -> (adain_dim, H/2^n, W/2^n) -> n x [2x upsample, 3x3 conv,
-    LeakyReLU, AdaIN] -> 5x5 conv -> LeakyReLU -> 7x7 conv -> sigmoid.
+    LeakyReLU, AdaIN] -> 5x5 conv -> LeakyReLU -> 7x7 conv -> sigmoid. The LeakyReLU slope is
+    PyTorch's default 0.01 in the published code.
     """
 
-    def __init__(self, content_dim, class_dim, img_shape, n_adain_layers=4, adain_dim=256, final_conv_dim=64):
+    def __init__(self, content_dim, class_dim, img_shape, n_adain_layers=4, adain_dim=256, final_conv_dim=64,
+                 negative_slope=0.01):
         super().__init__()
         height, width, channels = img_shape
         factor = 2**n_adain_layers
@@ -51,18 +53,18 @@ class Generator(nn.Module):
         self.initial_shape = (adain_dim, height // factor, width // factor)
         initial_size = adain_dim * (height // factor) * (width // factor)
         self.fc_layers = nn.Sequential(
-            nn.Linear(content_dim, initial_size // 8), leaky_relu(),
-            nn.Linear(initial_size // 8, initial_size // 4), leaky_relu(),
-            nn.Linear(initial_size // 4, initial_size), leaky_relu(),
+            nn.Linear(content_dim, initial_size // 8), nn.LeakyReLU(negative_slope),
+            nn.Linear(initial_size // 8, initial_size // 4), nn.LeakyReLU(negative_slope),
+            nn.Linear(initial_size // 4, initial_size), nn.LeakyReLU(negative_slope),
         )
         self.modulation = Modulation(class_dim, n_adain_layers, adain_dim)
         self.upsample_convs = nn.ModuleList(
             nn.Conv2d(adain_dim, adain_dim, kernel_size=3, padding=1) for _ in range(n_adain_layers)
         )
         self.adain = AdaIN()
-        self.activation = leaky_relu()
+        self.activation = nn.LeakyReLU(negative_slope)
         self.last_convs = nn.Sequential(
-            nn.Conv2d(adain_dim, final_conv_dim, kernel_size=5, padding=2), leaky_relu(),
+            nn.Conv2d(adain_dim, final_conv_dim, kernel_size=5, padding=2), nn.LeakyReLU(negative_slope),
             nn.Conv2d(final_conv_dim, channels, kernel_size=7, padding=3), nn.Sigmoid(),
         )
 
@@ -72,27 +74,28 @@ class Generator(nn.Module):
         for layer, conv in enumerate(self.upsample_convs):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = self.activation(conv(x))
-            x = self.adain(x, adain_params[:, layer, :, 0], adain_params[:, layer, :, 1])
+            x = self.adain(x, scale=adain_params[:, layer, :, 1], bias=adain_params[:, layer, :, 0])
         return self.last_convs(x)
 
 
 class Encoder(nn.Module):
     """Image -> code: a 7x7 conv, four stride-2 convs (to H/16) and three fully connected layers."""
 
-    def __init__(self, img_shape, code_dim, channels=(64, 128, 256, 256, 256), fc_dim=256):
+    def __init__(self, img_shape, code_dim, channels=(64, 128, 256, 256, 256), fc_dim=256, negative_slope=0.01):
         super().__init__()
         height, width, img_channels = img_shape
         if len(channels) != 5:
             raise ValueError("the encoder takes five channel counts (one 7x7 conv, four stride-2 convs)")
         if height % 16 or width % 16:
             raise ValueError(f"image size {height}x{width} is not divisible by 16")
-        layers = [nn.Conv2d(img_channels, channels[0], kernel_size=7, padding=3), leaky_relu()]
+        layers = [nn.Conv2d(img_channels, channels[0], kernel_size=7, padding=3), nn.LeakyReLU(negative_slope)]
         for in_channels, out_channels in zip(channels[:-1], channels[1:]):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1), leaky_relu()]
+            layers += [nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1),
+                       nn.LeakyReLU(negative_slope)]
         self.conv_layers = nn.Sequential(*layers)
         self.fc_layers = nn.Sequential(
-            nn.Linear(channels[-1] * (height // 16) * (width // 16), fc_dim), leaky_relu(),
-            nn.Linear(fc_dim, fc_dim), leaky_relu(),
+            nn.Linear(channels[-1] * (height // 16) * (width // 16), fc_dim), nn.LeakyReLU(negative_slope),
+            nn.Linear(fc_dim, fc_dim), nn.LeakyReLU(negative_slope),
             nn.Linear(fc_dim, code_dim),
         )
 

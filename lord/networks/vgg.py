@@ -62,12 +62,14 @@ class VGG16Features(nn.Module):
 class PerceptualLoss(nn.Module):
     """L1 on pixels plus the mean L1 of VGG16 features at `layer_ids`, per image.
 
-    Images in [0, 1]; grayscale is repeated to three channels and everything is normalised with the
-    ImageNet statistics before VGG. The VGG weights are frozen.
+    Images in [0, 1]; grayscale is repeated to three channels, and with `normalize` everything is
+    standardised with the ImageNet statistics before VGG (the published LORD feeds VGG the [0, 1]
+    images as they are; OverLORD normalises except for AFHQ). The VGG weights are frozen.
     """
 
-    def __init__(self, layer_ids, vgg16_state, origin="the VGG16 weight file"):
+    def __init__(self, layer_ids, vgg16_state, origin="the VGG16 weight file", normalize=True):
         super().__init__()
+        self.standardize = normalize
         self.vgg = VGG16Features(layer_ids)
         self.vgg.load_features(vgg16_state, origin)
         self.vgg.requires_grad_(False)
@@ -83,6 +85,8 @@ class PerceptualLoss(nn.Module):
     def normalize(self, images):
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
+        if not self.standardize:
+            return images
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
     def forward(self, generated, target):

@@ -1,7 +1,8 @@
 """Stage 1 of LORD (`train`): latent optimization of the generator, class and content embeddings.
 
 G(content_i + noise, class_{y_i}) reconstructs image i under the perceptual loss; the content codes get
-Gaussian noise in training and an L2 penalty, so class information is cheapest in the class codes.
+Gaussian noise in training and an L2 penalty on the noisy code, so class information is cheapest in
+the class codes.
 """
 
 import torch
@@ -72,11 +73,13 @@ class LatentStage(Stage):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
         images = self.images.batch(batch.rows)
         content_code = self.content.lookup(batch.rows)
-        noise = batch.randn(content_code.shape[1:], self.rng, self.device) * self.content_std
+        noisy_code = content_code + batch.randn(content_code.shape[1:], self.rng, self.device) * self.content_std
         with autocast(self.device, self.amp):
-            generated = self.decoder(content_code + noise, self.classes[batch.rows])
+            generated = self.decoder(noisy_code, self.classes[batch.rows])
             reconstruction = batch.mean(self.loss_fn(generated, images).float())
-        decay = batch.mean(content_code.pow(2).sum(dim=1))
+        # As published, the decay penalises the code the generator saw, noise included: the noise in
+        # its gradient keeps Adam's steps on the content codes small.
+        decay = batch.mean(noisy_code.pow(2).sum(dim=1))
         loss = reconstruction + self.content_decay * decay
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
