@@ -71,9 +71,10 @@ LORD_TINY["train"].update(
 LORD_TINY["train_encoders"].update({"batch_size": 64, "n_epochs": 10, "learning_rate": {"max": 2e-3, "min": 1e-5}})
 LORD_TINY["runtime"] = dict(RUNTIME, log_every=10)
 
-# OverLORD (ICCV 2021). The generator's code is concat(label, correlated, uncorrelated); image size
-# comes from the data (a power of two from 32 to 512). Network widths are StyleGAN2's config-f
-# (channels at resolution r: min(channel_base // r, channel_max)).
+# OverLORD (ICCV 2021), as its published configs and code set it. The generator's code is
+# concat(uncorrelated, label, correlated); image size comes from the data (a power of two from 32 to
+# 512). Generator and discriminator widths are StyleGAN2's (channels at resolution r: min(channel_base
+# // r, channel_max)); the encoders are StarGAN v2's (widths doubling from dim_in up to max_conv_dim).
 STYLEGAN_WIDTHS = {"channel_base": 32768, "channel_max": 512}
 OVERLORD = {
     "arch": "overlord",
@@ -83,17 +84,19 @@ OVERLORD = {
     "correlated_dim": None,  # set when `correlation` is
     "uncorrelated_dim": 256,
     "uncorrelated_std": 0.1,
-    # The correlated encoder sees a randomly transformed copy of the image in stage 1.
+    # Stage 1's correlated encoder sees a randomly transformed copy of the (masked) image.
     "correlation_augmentation": {"scale": [0.6, 1.0], "flip": True, "rotation": 0.0},  # rotation: max degrees
-    "generator": dict(STYLEGAN_WIDTHS, mapping_layers=0, noise=True),
-    "encoder": dict(STYLEGAN_WIDTHS),
+    "generator": dict(STYLEGAN_WIDTHS),
+    "encoder": {"dim_in": 64, "max_conv_dim": 256},
     "discriminator": dict(STYLEGAN_WIDTHS, mbstd_group_size=4),
-    "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "weights": None},
+    "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "normalize": True, "weights": None},
     "disentanglement": {
         "batch_size": 32,
         "n_epochs": 100,
         # latent: label and uncorrelated embeddings; encoder: the correlated encoder; all cosine to min.
         "learning_rate": {"latent": 1e-2, "generator": 1e-3, "encoder": 1e-4, "min": 1e-5},
+        "betas": [0.5, 0.999],
+        # uncorrelated_decay multiplies the mean over the code's dimensions of its square.
         "loss_weights": {"reconstruction": 1.0, "uncorrelated_decay": 1e-4},
         "embedding_update": "dense",  # as LORD's train.embedding_update
     },
@@ -101,23 +104,26 @@ OVERLORD = {
         "batch_size": 64,
         "n_epochs": 50,
         "learning_rate": {"max": 1e-4, "min": 1e-5},
-        "loss_weights": {"label": 1.0, "uncorrelated": 1.0},
+        "betas": [0.9, 0.999],  # Adam's defaults, which the published stage 2 uses
+        "loss_weights": {"label": 1.0, "uncorrelated": 1.0, "correlated": 1.0},
     },
     "synthesis": {
         "batch_size": 16,
         "n_epochs": 100,
         "learning_rate": {"generator": 1e-4, "discriminator": 1e-4},  # constant; encoders use the generator's
-        # r1 multiplies 0.5 * |grad D(real)|^2, so it is StyleGAN2's gamma.
-        "loss_weights": {"reconstruction": 1.0, "latent": 10.0, "adversarial": 1.0, "r1": 10.0},
-        # The generator average used for samples and inference: its weight halves every this many images.
-        "ema": {"half_life_images": 10000},
+        "betas": [0.5, 0.999],
+        # r1 multiplies 0.5 * |grad D(real)|^2, the published penalty's exact form.
+        "loss_weights": {"reconstruction": 1.0, "latent": 10.0, "adversarial": 1.0, "r1": 1.0},
+        # The toolkit's addition: a moving average of the generator for samples and inference; its
+        # weight halves every half_life_images images. Off as published.
+        "ema": {"enabled": False, "half_life_images": 10000},
     },
     "runtime": RUNTIME,
 }
 
 
 def overlord_preset(attribute, label_dim, uncorrelated_dim, std, decay, epochs, disentanglement_batch=32,
-                    correlation=None, correlated_dim=None, scale=(0.6, 1.0)):
+                    correlation=None, correlated_dim=None, scale=(0.6, 1.0), normalize=True):
     """An OverLORD paper preset; `epochs` are (disentanglement, amortization, synthesis)."""
     preset = copy.deepcopy(OVERLORD)
     preset.update({
@@ -125,6 +131,7 @@ def overlord_preset(attribute, label_dim, uncorrelated_dim, std, decay, epochs, 
         "correlated_dim": correlated_dim, "uncorrelated_dim": uncorrelated_dim, "uncorrelated_std": std,
     })
     preset["correlation_augmentation"]["scale"] = list(scale)
+    preset["perceptual_loss"]["normalize"] = normalize
     preset["disentanglement"]["batch_size"] = disentanglement_batch
     preset["disentanglement"]["loss_weights"]["uncorrelated_decay"] = decay
     for stage, n_epochs in zip(("disentanglement", "amortization", "synthesis"), epochs):
@@ -135,7 +142,7 @@ def overlord_preset(attribute, label_dim, uncorrelated_dim, std, decay, epochs, 
 OVERLORD_FFHQ = overlord_preset("age", 256, 256, 0.01, 1e-4, (100, 50, 100))
 OVERLORD_CELEBA = overlord_preset("identity", 512, 64, 0.1, 1e-4, (50, 50, 50))
 OVERLORD_AFHQ = overlord_preset("domain", 512, 64, 0.1, 0.1, (200, 100, 100), disentanglement_batch=8,
-                                correlation="pose-invariant", correlated_dim=64, scale=(0.6, 1.0))
+                                correlation="pose-invariant", correlated_dim=64, scale=(0.6, 1.0), normalize=False)
 OVERLORD_CELEBAHQ = overlord_preset("gender", 256, 256, 0.1, 1e-5, (100, 100, 100))
 OVERLORD_CELEBAHQ_HAIR = overlord_preset("gender", 256, 256, 0.1, 0.1, (100, 100, 100), disentanglement_batch=16,
                                          correlation="localized", correlated_dim=64, scale=(0.8, 1.0))
@@ -148,10 +155,10 @@ OVERLORD_TINY.update({
     "label_dim": 32,
     "uncorrelated_dim": 32,
     "uncorrelated_std": 0.1,
-    "generator": dict(TINY_WIDTHS, mapping_layers=0, noise=True),
-    "encoder": dict(TINY_WIDTHS),
+    "generator": dict(TINY_WIDTHS),
+    "encoder": {"dim_in": 16, "max_conv_dim": 32},
     "discriminator": dict(TINY_WIDTHS, mbstd_group_size=4),
-    "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "weights": None},
+    "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "normalize": True, "weights": None},
     "runtime": dict(RUNTIME, log_every=10),
 })
 OVERLORD_TINY["disentanglement"].update({
@@ -162,10 +169,10 @@ OVERLORD_TINY["disentanglement"].update({
 OVERLORD_TINY["amortization"].update({"batch_size": 32, "n_epochs": 10, "learning_rate": {"max": 1e-2, "min": 1e-5}})
 OVERLORD_TINY["synthesis"].update({
     "batch_size": 16, "n_epochs": 3, "learning_rate": {"generator": 5e-4, "discriminator": 5e-4},
-    "ema": {"half_life_images": 500},
+    "ema": {"enabled": True, "half_life_images": 500},
 })
 # The pixel loss is an order of magnitude smaller than the perceptual one: a lighter adversarial term.
-OVERLORD_TINY["synthesis"]["loss_weights"].update({"adversarial": 0.1, "r1": 1.0})
+OVERLORD_TINY["synthesis"]["loss_weights"].update({"adversarial": 0.1})
 
 OVERLORD_TINY_POSE = copy.deepcopy(OVERLORD_TINY)
 OVERLORD_TINY_POSE.update({
@@ -192,12 +199,34 @@ CONFIGS = {
 }
 
 
+# The published OverLORD's config names (its config/<name>.yaml): `train --config NAME` with one of
+# them trains all three stages in a row, as the original's `train` does.
+OVERLORD_NAMES = {
+    "ffhq": "overlord-ffhq",
+    "celeba": "overlord-celeba",
+    "afhq": "overlord-afhq",
+    "celebahq": "overlord-celebahq",
+    "celebahq_hair": "overlord-celebahq-hair",
+}
+
+
 def names():
     return sorted(CONFIGS)
 
 
+def resolve(name):
+    """The preset a name stands for (the published OverLORD names stand for their overlord-* presets)."""
+    return OVERLORD_NAMES.get(name, name)
+
+
 def get_config(name):
     """A deep copy of the named configuration."""
-    if name not in CONFIGS:
+    if resolve(name) not in CONFIGS:
         raise KeyError(name)
-    return copy.deepcopy(CONFIGS[name])
+    return copy.deepcopy(CONFIGS[resolve(name)])
+
+
+def import_presets():
+    """What `import-model` fills in beyond an original config.pkl (the published networks' fixed
+    widths and the settings their code hard-codes), per format."""
+    return {"lord-pytorch": get_config("lord"), "overlord": copy.deepcopy(OVERLORD)}

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -142,6 +143,21 @@ def read_json(path, what="file"):
         raise UserError(f"missing {what}: {path}") from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {what} {path}: {error}") from None
+
+
+def clear_model(base, model_name):
+    """--overwrite: remove that one model's directory contents (but its lock) and its TensorBoard logs."""
+    model_dir = base.model_dir(model_name)
+    for entry in model_dir.iterdir():
+        if entry.name == "lock":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    tensorboard_dir = base.tensorboard_dir(model_name)
+    if tensorboard_dir.exists():
+        shutil.rmtree(tensorboard_dir)
 
 
 def remove_stale_temporaries(directory):

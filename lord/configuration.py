@@ -12,8 +12,8 @@ import math
 from lord.errors import UserError
 
 POSITIVE_INT_KEYS = ("batch_size", "n_epochs", "_dim", "n_adain_layers", "log_every", "n_samples", "channel_base",
-                     "channel_max", "mbstd_group_size")
-NON_NEGATIVE_KEYS = ("std", "decay", "weights.", "mapping_layers")
+                     "channel_max", "mbstd_group_size", "dim_in", "max_conv_dim")
+NON_NEGATIVE_KEYS = ("std", "decay", "weights.", "leaky_relu_slope")
 CHOICES = {
     "arch": ("lord", "overlord"),
     "perceptual_loss.type": ("vgg", "l1"),
@@ -121,6 +121,8 @@ def validate(config):
             raise UserError(f"config {key} must be positive, got {value}")
         if any(part in key for part in NON_NEGATIVE_KEYS) and isinstance(value, (int, float)) and value < 0:
             raise UserError(f"config {key} must not be negative, got {value}")
+        if leaf == "betas" and (len(value) != 2 or not all(0 <= beta < 1 for beta in value)):
+            raise UserError(f"config {key} must be two numbers in [0, 1), got {value}")
         if key in CHOICES and value not in CHOICES[key]:
             choices = ", ".join("null" if choice is None else choice for choice in CHOICES[key])
             raise UserError(f"config {key} must be one of {choices}, got {value!r}")

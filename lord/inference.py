@@ -2,14 +2,12 @@
 
 Translation keeps the content of one image (LORD's content code, OverLORD's uncorrelated code) and
 takes the class from another image or a label value (LORD's class code; OverLORD's label code, plus
-the correlated code when the model has one). Inputs of any size or mode are centre-cropped, resized
-to the model's resolution and given its channel count.
+the correlated code of the reference image when the model has one). Inputs of any size or mode are
+centre-cropped, resized to the model's resolution and given its channel count.
 """
 
-import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -17,8 +15,10 @@ from tqdm import tqdm
 from lord.assets import BaseDir
 from lord.data.images import BadImage, center_crop, is_image_file, read_image, resize, to_channels
 from lord.errors import UserError
-from lord.model import arch_of, completed_stages, load_stage, overlord_code, read_config, reference_code
-from lord.networks.stylegan import SynthesisLayer
+from lord.model import (
+    arch_of, completed_stages, inference_generator, load_stage, overlord_code, read_config, reference_code,
+    translation_code,
+)
 from lord.training.common import generate_grid
 from lord.training.data import resolve_device
 from lord.visualize import image_strip, save_png, to_uint8
@@ -36,17 +36,6 @@ def fit_image(image, img_shape):
     return image
 
 
-def fit_mask(mask, img_shape):
-    """A mask of any size (nonzero = inside) as float32 0/1 (H, W) at the model's resolution."""
-    height, width, _ = img_shape
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask.max(axis=-1)
-    inside = (mask > 0).astype(np.float32)
-    inside = cv2.resize(center_crop(inside), (width, height), interpolation=cv2.INTER_AREA)
-    return (inside >= 0.5).astype(np.float32)
-
-
 class InferenceModel:
     """What LORD and OverLORD inference share: input preparation and the label codes' range."""
 
@@ -60,12 +49,6 @@ class InferenceModel:
         """uint8 images of any size and channel count -> float (N, C, H, W) on the device."""
         batch = torch.from_numpy(np.stack([fit_image(image, self.img_shape) for image in images])).to(self.device)
         return batch.permute(0, 3, 1, 2).float().div(255.0).contiguous()
-
-    def prepare_masks(self, masks):
-        """Masks of any size -> float 0/1 (N, 1, H, W) on the device; None stays None."""
-        if masks is None:
-            return None
-        return torch.from_numpy(np.stack([fit_mask(mask, self.img_shape) for mask in masks]))[:, None].to(self.device)
 
     @property
     def label_codes(self):
@@ -90,8 +73,6 @@ class InferenceModel:
 
 class LoadedModel(InferenceModel):
     """A trained LORD model ready for inference: encoders, generator and the learned class codes."""
-
-    uses_masks = False
 
     @classmethod
     def from_dir(cls, model_dir, stage=None, device="cpu"):
@@ -133,31 +114,22 @@ class LoadedModel(InferenceModel):
         return self.generator(content_codes, class_codes)
 
     @torch.no_grad()
-    def translate_images(self, content_images, class_images, class_masks=None):
+    def translate_images(self, content_images, class_images):
         """uint8 (m, n, H, W, C): row r has the class of class_images[r], column c the content of content_images[c]."""
         content, _ = self.encode(content_images)
         _, classes = self.encode(class_images)
         return self.cells(generate_grid(self.generator, content, classes))
 
     @torch.no_grad()
-    def translate_to_labels(self, images, labels, masks=None):
+    def translate_to_labels(self, images, labels):
         """uint8 (len(labels), n, H, W, C): each image's content with each label's learned class code."""
         content, _ = self.encode(images)
         return self.cells(generate_grid(self.generator, content, self.label_rows(labels)))
 
 
-def without_noise(generator):
-    """The StyleGAN generator with its per-pixel noise inputs switched off (StyleGAN2's noise_mode
-    'none'), so an image's translation is deterministic and does not depend on the rest of its batch."""
-    for module in generator.modules():
-        if isinstance(module, SynthesisLayer):
-            module.noise_strength = None
-    return generator
-
-
 class OverlordModel(InferenceModel):
-    """A trained OverLORD model: its encoders, the learned label codes and the generator, which is the
-    moving average of stage 3 once synthesis is done (else stage 2's, or stage 1's), without noise."""
+    """A trained OverLORD model: its encoders, the learned label codes and the generator of its latest
+    stage (the moving average of stage 3 where synthesis kept one)."""
 
     @classmethod
     def from_dir(cls, model_dir, stage=None, device="cpu"):
@@ -169,17 +141,11 @@ class OverlordModel(InferenceModel):
         latent = load_stage(model_dir, "latent", config).to(device)
         model.label_embedding = latent.label_embedding.weight.detach()
         if stage == "latent":
-            model.encoders, generator = None, latent.generator
+            model.encoders, model.generator = None, latent.generator
         else:
-            module = load_stage(model_dir, stage, config).to(device)
-            model.encoders = module
-            generator = module.generator_ema if stage == "synthesis" else module.generator
-        model.generator = without_noise(generator)
+            model.encoders = load_stage(model_dir, stage, config).to(device)
+            model.generator = inference_generator(model.encoders)
         return model
-
-    @property
-    def uses_masks(self):
-        return self.config["correlation"] == "localized"
 
     @property
     def label_codes(self):
@@ -190,11 +156,10 @@ class OverlordModel(InferenceModel):
             raise UserError("this model has no trained encoders: run train-encoders before encoding new images")
 
     @torch.no_grad()
-    def encode(self, images, masks=None):
-        """(label, correlated or None, uncorrelated) codes of uint8 images; `masks` for a localized
-        correlation (None: the whole image)."""
+    def encode(self, images):
+        """(label, correlated or None, uncorrelated) codes of uint8 images."""
         self.require_encoders()
-        return self.encoders.encode(self.prepare(images), self.prepare_masks(masks))
+        return self.encoders.encode(self.prepare(images))
 
     @torch.no_grad()
     def generate(self, codes):
@@ -202,22 +167,21 @@ class OverlordModel(InferenceModel):
         return torch.cat([self.generator(chunk) for chunk in codes.split(BATCH_SIZE)])
 
     @torch.no_grad()
-    def translate_images(self, content_images, class_images, class_masks=None):
+    def translate_images(self, content_images, class_images):
         """uint8 (m, n, H, W, C): row r has the label and correlated code of class_images[r], column c the
         uncorrelated code of content_images[c]."""
         _, _, uncorrelated = self.encode(content_images)
-        label, correlated, _ = self.encode(class_images, class_masks)
-        def generate(columns, rows):
-            return self.generate(torch.cat([rows, columns], dim=1))
-
-        return self.cells(generate_grid(generate, uncorrelated, reference_code(label, correlated)))
+        label, correlated, _ = self.encode(class_images)
+        generated = generate_grid(lambda columns, rows: self.generate(translation_code(columns, rows)),
+                                  uncorrelated, reference_code(label, correlated))
+        return self.cells(generated)
 
     @torch.no_grad()
-    def translate_to_labels(self, images, labels, masks=None):
+    def translate_to_labels(self, images, labels):
         """uint8 (len(labels), n, H, W, C): each image with each label's learned code; its own
         correlated (and uncorrelated) code is kept."""
         label_codes = self.label_rows(labels)
-        _, correlated, uncorrelated = self.encode(images, masks)
+        _, correlated, uncorrelated = self.encode(images)
         rows, columns = len(label_codes), len(images)
         codes = overlord_code(
             label_codes.repeat_interleave(columns, dim=0),
@@ -248,22 +212,13 @@ def read_input(path, channels):
         raise UserError(f"no image file {path}") from None
 
 
-def read_mask_file(path):
-    try:
-        return read_image(path, 1)[..., 0]
-    except BadImage as error:
-        raise UserError(f"mask: {error}") from None
-
-
-def manipulate(base_dir, model_name, img_path, output_path, reference_path=None, label=None, mask_path=None,
-               device="auto", quiet=False):
+def manipulate(base_dir, model_name, img_path, output_path, reference_path=None, label=None, device="auto",
+               quiet=False):
     """Translate an image file (or every image in a directory) and write PNGs.
 
     Without a reference: a strip of the input followed by its translations to every label value, or
     to `label` only. With a reference: the translated image alone, content from the input, label
-    (and correlated code) from the reference. `mask_path` is the mask of the image that gives the
-    correlated code of a localized model (a directory of same-named masks for a directory input
-    without reference).
+    (and correlated code) from the reference.
     """
     img_path, output_path = Path(img_path), Path(output_path)
     if reference_path is not None and label is not None:
@@ -284,48 +239,30 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
         raise UserError(f"--label {label} is out of range: this model's labels are 0..{model.n_labels - 1}")
     if reference_path is None and label is None and model.n_labels > MAX_STRIP_LABELS:
         raise UserError(f"this model has {model.n_labels} label values, too many for one strip: pick one with --label")
-    if mask_path is not None and not model.uses_masks:
-        raise UserError("--mask is only for OverLORD models with a localized correlation")
-    if mask_path is not None and not Path(mask_path).exists():
-        raise UserError(f"no mask file or directory {mask_path}")
-    if model.uses_masks and mask_path is None:
-        print("warning: no --mask given: the correlated encoder sees the whole image instead of its masked region",
-              file=sys.stderr)
     channels = model.img_shape[-1]
-    reference = None
-    if reference_path is not None:
-        reference = read_input(reference_path, channels)
-        if mask_path is not None and Path(mask_path).is_dir():
-            raise UserError(f"--mask must be the reference's mask file, got the directory {mask_path}")
-    reference_mask = read_mask_file(mask_path) if reference is not None and mask_path is not None else None
-
+    reference = None if reference_path is None else read_input(reference_path, channels)
     labels = [label] if label is not None else list(range(model.n_labels))
 
-    def translate(images, masks):
+    def translate(images):
         """One output image per input image."""
         if reference is not None:
-            reference_masks = None if reference_mask is None else [reference_mask]
-            return list(model.translate_images(images, [reference], reference_masks)[0])
-        grid = model.translate_to_labels(images, labels, masks)
-        return [image_strip(np.concatenate([fit_image(image, model.img_shape)[None], grid[:, column]]))
+            return list(model.translate_images(images, [reference])[0])
+        grid = model.translate_to_labels(images, labels)
+        # As the published manipulate_by_labels: the input, then its translations, side by side.
+        return [image_strip(np.concatenate([fit_image(image, model.img_shape)[None], grid[:, column]]), pad=0)
                 for column, image in enumerate(images)]
 
     if img_path.is_dir():
         per_batch = BATCH_SIZE if reference is not None else max(1, BATCH_SIZE // len(labels))
-        return manipulate_directory(img_path, output_path, translate, per_batch, channels, mask_path, reference, quiet)
-    masks = None
-    if reference is None and mask_path is not None:
-        if Path(mask_path).is_dir():
-            raise UserError(f"--mask must be the input's mask file, got the directory {mask_path}")
-        masks = [read_mask_file(mask_path)]
-    (result,) = translate([read_input(img_path, channels)], masks)
+        return manipulate_directory(img_path, output_path, translate, per_batch, channels, quiet)
+    (result,) = translate([read_input(img_path, channels)])
     save_png(output_path, result)
     if not quiet:
         print(f"wrote {output_path}")
     return [output_path]
 
 
-def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, mask_path, reference, quiet):
+def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, quiet):
     """Every image file directly in `input_dir` -> `output_dir/<name>.png`, in batches, with a progress bar."""
     files = sorted(path for path in input_dir.iterdir() if path.is_file() and is_image_file(path))
     if not files:
@@ -334,18 +271,11 @@ def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, 
     clash = next((stem for stem in stems if stems.count(stem) > 1), None)
     if clash is not None:
         raise UserError(f"{input_dir} has several images named {clash!r}: their outputs would overwrite each other")
-    mask_dir = None
-    if mask_path is not None and reference is None:
-        mask_dir = Path(mask_path)
-        if not mask_dir.is_dir():
-            raise UserError(f"--mask must be a directory of masks named like the inputs, got the file {mask_path}")
     written = []
     with tqdm(total=len(files), desc="manipulate", unit="img", disable=quiet, dynamic_ncols=True) as bar:
         for start in range(0, len(files), per_batch):
             batch = files[start : start + per_batch]
-            images = [read_input(path, channels) for path in batch]
-            masks = None if mask_dir is None else [read_mask_file(find_mask(mask_dir, path)) for path in batch]
-            for path, result in zip(batch, translate(images, masks)):
+            for path, result in zip(batch, translate([read_input(path, channels) for path in batch])):
                 target = output_dir / f"{path.stem}.png"
                 save_png(target, result)
                 written.append(target)
@@ -353,11 +283,3 @@ def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, 
     if not quiet:
         print(f"wrote {len(written)} images to {output_dir}")
     return written
-
-
-def find_mask(mask_dir, image_path):
-    for candidate in (mask_dir / image_path.name, mask_dir / f"{image_path.stem}.png"):
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"no mask for {image_path.name} in {mask_dir} (expected {image_path.name} or "
-                    f"{image_path.stem}.png)")

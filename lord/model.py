@@ -130,29 +130,31 @@ def reference_code(label_code, correlated_code):
     return label_code if correlated_code is None else torch.cat([label_code, correlated_code], dim=1)
 
 
+def translation_code(uncorrelated_code, reference_code):
+    """The generator's input in the published order: concat(uncorrelated, label, correlated if any)."""
+    return torch.cat([uncorrelated_code, reference_code], dim=1)
+
+
 def overlord_code(label_code, correlated_code, uncorrelated_code):
-    """The generator's input: concat(label, correlated if any, uncorrelated)."""
-    return torch.cat([reference_code(label_code, correlated_code), uncorrelated_code], dim=1)
+    return translation_code(uncorrelated_code, reference_code(label_code, correlated_code))
 
 
 def correlated_input(images, masks):
-    """What the correlated encoder sees: the image, or only its masked region (localized correlation)."""
+    """What stage 1's correlated encoder sees: the image, or only its masked region (localized correlation)."""
     return images if masks is None else images * masks
 
 
 def build_stylegan_generator(config):
     height, _, channels = img_shape_of(config)
     options = config["generator"]
-    return stylegan.Generator(
-        sum(code_dims(config)), height, channels, channel_base=options["channel_base"],
-        channel_max=options["channel_max"], mapping_layers=options["mapping_layers"], noise=options["noise"],
-    )
+    return stylegan.Generator(sum(code_dims(config)), height, channels, channel_base=options["channel_base"],
+                              channel_max=options["channel_max"])
 
 
 def build_stylegan_encoder(config, code_dim):
     height, _, channels = img_shape_of(config)
     options = config["encoder"]
-    return stylegan.Encoder(height, channels, code_dim, options["channel_base"], options["channel_max"])
+    return stylegan.Encoder(height, channels, code_dim, dim_in=options["dim_in"], max_conv_dim=options["max_conv_dim"])
 
 
 def build_discriminator(config):
@@ -168,14 +170,13 @@ def build_correlated_encoder(config):
     return build_stylegan_encoder(config, correlated_dim) if correlated_dim else None
 
 
-class OverlordLatentModel(torch.nn.Module):
-    """OverLORD stage 1: the generator, one free code per label value and per image, and the
-    correlated encoder (None without a correlation).
+def uses_ema(config):
+    return bool(config["synthesis"]["ema"]["enabled"])
 
-    Label codes start at the unit scale the generator's style layers expect, uncorrelated codes near
-    zero (as LORD's content codes): what a label explains is then taken up by its shared code before
-    the per-image codes grow to carry it.
-    """
+
+class OverlordLatentModel(torch.nn.Module):
+    """OverLORD stage 1: the generator, one free code per label value and per image (both uniform in
+    +-0.05 at the start), and the correlated encoder of transformed views (None without a correlation)."""
 
     def __init__(self, config):
         super().__init__()
@@ -185,12 +186,14 @@ class OverlordLatentModel(torch.nn.Module):
         self.label_embedding = torch.nn.Embedding(data["n_labels"], label_dim)
         self.uncorrelated_embedding = torch.nn.Embedding(data["n_images"], uncorrelated_dim)
         self.correlated_encoder = build_correlated_encoder(config)
-        torch.nn.init.normal_(self.label_embedding.weight)
+        torch.nn.init.uniform_(self.label_embedding.weight, -0.05, 0.05)
         torch.nn.init.uniform_(self.uncorrelated_embedding.weight, -0.05, 0.05)
 
 
 class OverlordAmortizedModel(torch.nn.Module):
-    """OverLORD stage 2: an encoder for every code, and stage 1's generator."""
+    """OverLORD stage 2: an encoder for every code, all on the whole image (the correlated one is new and
+    learns what stage 1's encoder gives for a transformed, masked view), stage 1's generator, and the
+    discriminator stage 3 starts from (as published, it is created here and first trained there)."""
 
     def __init__(self, config):
         super().__init__()
@@ -199,23 +202,27 @@ class OverlordAmortizedModel(torch.nn.Module):
         self.uncorrelated_encoder = build_stylegan_encoder(config, uncorrelated_dim)
         self.correlated_encoder = build_correlated_encoder(config)
         self.generator = build_stylegan_generator(config)
+        self.discriminator = build_discriminator(config)
 
-    def encode(self, images, masks=None):
-        """(label, correlated or None, uncorrelated) codes; `masks` (B, 1, H, W) for a localized correlation."""
-        correlated = None
-        if self.correlated_encoder is not None:
-            correlated = self.correlated_encoder(correlated_input(images, masks))
+    def encode(self, images):
+        """(label, correlated or None, uncorrelated) codes of images (B, C, H, W)."""
+        correlated = None if self.correlated_encoder is None else self.correlated_encoder(images)
         return self.label_encoder(images), correlated, self.uncorrelated_encoder(images)
 
 
 class OverlordSynthesisModel(OverlordAmortizedModel):
-    """OverLORD stage 3: the tuned encoders and generator, the generator's moving average (used for
-    samples and inference), and the discriminator."""
+    """OverLORD stage 3: the tuned encoders, generator and discriminator, and, with `synthesis.ema.enabled`
+    (the toolkit's addition), the generator's moving average used for samples and inference."""
 
     def __init__(self, config):
         super().__init__(config)
-        self.generator_ema = build_stylegan_generator(config)
-        self.discriminator = build_discriminator(config)
+        if uses_ema(config):
+            self.generator_ema = build_stylegan_generator(config)
+
+
+def inference_generator(module):
+    """The generator a stage's module translates with: the moving average where there is one."""
+    return getattr(module, "generator_ema", module.generator)
 
 
 STAGE_MODULES = {

@@ -120,7 +120,7 @@ OVERLORD_PRESETS = {
 }
 OVERLORD_TINY_SETS = [
     "label_dim=8", "uncorrelated_dim=8", "generator.channel_base=256", "generator.channel_max=16",
-    "encoder.channel_base=256", "encoder.channel_max=16", "discriminator.channel_base=256",
+    "encoder.dim_in=8", "encoder.max_conv_dim=16", "discriminator.channel_base=256",
     "discriminator.channel_max=16", "disentanglement.batch_size=16", "disentanglement.n_epochs=2",
     "amortization.batch_size=16", "amortization.n_epochs=2", "synthesis.batch_size=8", "synthesis.n_epochs=1",
     "synthesis.ema.half_life_images=50", "runtime.n_samples=4", "runtime.log_every=2",

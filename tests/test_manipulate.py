@@ -10,16 +10,15 @@ from conftest import CLI, set_args
 from lord.assets import BaseDir
 from lord.data import store
 from lord.inference import fit_image, load_model
-
-PAD = 2
-
+from lord.model import reference_code, translation_code
 
 def strip_width(cells, size):
-    return cells * size + (cells - 1) * PAD
+    """Strips are the input and its translations side by side, as the published manipulate writes them."""
+    return cells * size
 
 
 def cell(strip, index, size):
-    return strip[:, index * (size + PAD) : index * (size + PAD) + size]
+    return strip[:, index * size : (index + 1) * size]
 
 
 def read_png(path):
@@ -28,14 +27,13 @@ def read_png(path):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, synthetic32_base):
-    """Input files: dataset images as PNG, an odd-size RGBA one, a grayscale JPEG, and a mask."""
+    """Input files: dataset images as PNG, an odd-size RGBA one, a grayscale JPEG."""
     folder = tmp_path_factory.mktemp("inputs")
     dataset = store.load(BaseDir(synthetic32_base).data_path("syn32"))
     first = int(np.flatnonzero(dataset.classes == 0)[0])
     other = int(np.flatnonzero(dataset.classes == 1)[0])
     Image.fromarray(dataset.imgs[first]).save(folder / "object.png")
     Image.fromarray(dataset.imgs[other]).save(folder / "reference.png")
-    Image.fromarray(dataset.extras["masks"][other] * 255).save(folder / "reference-mask.png")
     rgba = np.dstack([np.kron(dataset.imgs[other], np.ones((2, 3, 1), dtype=np.uint8)),
                       np.full((64, 96), 255, np.uint8)])
     Image.fromarray(rgba, mode="RGBA").save(folder / "wide.png")
@@ -79,22 +77,18 @@ def test_single_label_matches_the_strip(overlord_models, images, tmp_path, run_c
 def test_reference_gives_label_and_correlated_code(overlord_models, images, tmp_path, run_cli):
     out = tmp_path / "translated.png"
     result = run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "localized", "-i", images / "object.png",
-                     "-r", images / "reference.png", "--mask", images / "reference-mask.png", "-o", out)
+                     "-r", images / "reference.png", "-o", out)
     assert result.code == 0 and result.err == "", result
     translated = read_png(out)
     assert translated.shape == (32, 32, 3)
     model = load_model(overlord_models, "localized", device="cpu")
     content, reference = read_png(images / "object.png"), read_png(images / "reference.png")
-    mask = read_png(images / "reference-mask.png")
-    np.testing.assert_array_equal(translated, model.translate_images([content], [reference], [mask])[0, 0])
-    assert not np.array_equal(translated, model.translate_images([content], [reference])[0, 0])
-
-
-def test_localized_model_without_mask_warns(overlord_models, images, tmp_path, run_cli):
-    result = run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "localized", "-i", images / "object.png",
-                     "-r", images / "reference.png", "-o", tmp_path / "out.png")
-    assert result.code == 0 and "warning: no --mask" in result.err
-    assert (tmp_path / "out.png").is_file()
+    np.testing.assert_array_equal(translated, model.translate_images([content], [reference])[0, 0])
+    # the reference's correlated code matters: with the input's own, the translation differs
+    label, _, _ = model.encode([reference])
+    _, own_correlated, uncorrelated = model.encode([content])
+    own = model.generate(translation_code(uncorrelated, reference_code(label, own_correlated)))
+    assert not np.array_equal(translated, model.cells(own[None])[0, 0])
 
 
 def test_any_size_and_mode_is_fitted(overlord_models, images, tmp_path, run_cli):
@@ -113,29 +107,23 @@ def test_directory_mode(overlord_models, images, tmp_path, run_cli):
     result = run_cli("-bd", overlord_models, "manipulate", "-mn", "pose-invariant", "-i", images, "-o", out,
                      "-r", images / "reference.png")
     assert result.code == 0, result
-    assert sorted(path.name for path in out.iterdir()) == ["gray.png", "object.png", "reference-mask.png",
-                                                          "reference.png", "wide.png"]
+    assert sorted(path.name for path in out.iterdir()) == ["gray.png", "object.png", "reference.png", "wide.png"]
     assert all(read_png(path).shape == (32, 32, 3) for path in out.iterdir())
-    assert "manipulate" in result.err and "5/5" in result.err
+    assert "manipulate" in result.err and "4/4" in result.err
     single = tmp_path / "single.png"
     assert run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "pose-invariant", "-i", images / "object.png",
                    "-r", images / "reference.png", "-o", single).code == 0
     np.testing.assert_array_equal(read_png(out / "object.png"), read_png(single))
 
 
-def test_directory_mode_strips_with_masks(overlord_models, images, tmp_path, run_cli):
-    inputs, masks = tmp_path / "in", tmp_path / "masks"
-    inputs.mkdir(), masks.mkdir()
+def test_directory_mode_strips(overlord_models, images, tmp_path, run_cli):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
     shutil.copy(images / "reference.png", inputs / "a.png")
-    shutil.copy(images / "reference-mask.png", masks / "a.png")
     result = run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "localized", "-i", inputs, "-o",
-                     tmp_path / "out", "--mask", masks)
+                     tmp_path / "out")
     assert result.code == 0 and result.err == "", result
     assert read_png(tmp_path / "out" / "a.png").shape == (32, strip_width(3, 32), 3)
-    (masks / "a.png").unlink()
-    result = run_cli("-bd", overlord_models, "manipulate", "-mn", "localized", "-i", inputs, "-o", tmp_path / "out",
-                     "--mask", masks)
-    assert result.code != 0 and "no mask for a.png" in result.err
 
 
 def test_lord_models(lord_base, images, tmp_path, run_cli):
@@ -155,7 +143,6 @@ def test_lord_models(lord_base, images, tmp_path, run_cli):
     (["-mn", "lord", "-i", "missing.png"], "no image file or directory"),
     (["-mn", "lord", "-i", "object.png", "--label", "3"], "out of range"),
     (["-mn", "lord", "-i", "object.png", "--label", "1", "-r", "reference.png"], "not both"),
-    (["-mn", "lord", "-i", "object.png", "--mask", "reference-mask.png"], "localized"),
     (["-mn", "lord", "-i", "object.png", "-r", "notes.txt"], "cannot read image"),
 ])
 def test_errors_are_one_line(lord_base, images, tmp_path, run_cli, args, message):

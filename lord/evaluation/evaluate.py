@@ -32,7 +32,7 @@ from lord.evaluation.distances import (
 )
 from lord.evaluation.pairs import random_of_same_class, sample_pairs
 from lord.model import STAGES, arch_of, completed_stages, load_stage, read_config
-from lord.training.common import dataset_fingerprint
+from lord.training.common import is_training_data
 from lord.training.data import DeviceImages, resolve_device
 
 DEFAULT_N_PAIRS = 1000
@@ -100,21 +100,10 @@ def lord_codes(model_dir, config, stage, dataset, images, use_embeddings, batch_
 
 
 def overlord_codes(model_dir, config, stage, dataset, images, use_embeddings, batch_size, quiet):
-    from lord.inference import without_noise
-    from lord.model import correlated_input, reference_code
+    from lord.model import correlated_input, inference_generator, reference_code, translation_code
     from lord.training.correlation import device_masks
 
     device = images.device
-    masks = None
-    if config["correlation"] == "localized":
-        if "masks" in dataset.extras:
-            masks = device_masks(dataset.extras["masks"], device, channels_last=False)
-        else:
-            warn("the data has no masks: the correlated encoder sees whole images instead of their masked region")
-
-    def masks_of(rows):
-        return None if masks is None else masks.batch(rows)
-
     if use_embeddings:
         latent = load_stage(model_dir, "latent", config).to(device)
         labels = torch.as_tensor(dataset.label(config["labeled_attribute"])[0], device=device)
@@ -122,21 +111,28 @@ def overlord_codes(model_dir, config, stage, dataset, images, use_embeddings, ba
         uncorrelated = latent.uncorrelated_embedding.weight.detach()
         correlated = None
         if latent.correlated_encoder is not None:
+            masks = None
+            if config["correlation"] == "localized":
+                if "masks" in dataset.extras:
+                    masks = device_masks(dataset.extras["masks"], device, channels_last=False)
+                else:
+                    warn("the data has no masks: stage 1's correlated encoder sees whole images instead of their "
+                         "masked region")
             (correlated,) = encode_all(
-                lambda batch, rows: (latent.correlated_encoder(correlated_input(batch, masks_of(rows))),),
+                lambda batch, rows: (latent.correlated_encoder(
+                    correlated_input(batch, None if masks is None else masks.batch(rows))),),
                 images, batch_size, quiet,
             )
         generator = latent.generator
     else:
         module = load_stage(model_dir, stage, config).to(device)
         label_code, correlated, uncorrelated = encode_all(
-            lambda batch, rows: module.encode(batch, masks_of(rows)), images, batch_size, quiet
+            lambda batch, rows: module.encode(batch), images, batch_size, quiet
         )
-        generator = module.generator_ema if stage == "synthesis" else module.generator
-    generator = without_noise(generator)
+        generator = inference_generator(module)
 
     def generate(content, reference):
-        return generator(torch.cat([reference, content], dim=1))
+        return generator(translation_code(content, reference))
 
     source = "embeddings" if use_embeddings else "encoders"
     return Codes(uncorrelated, label_code, reference_code(label_code, correlated), generate, source)
@@ -265,11 +261,6 @@ def default_output(base, model_name, data_name, stage):
     return base.model_dir(model_name) / f"evaluation-{data_name}-{stage}.json"
 
 
-def is_training_data(config, dataset):
-    trained = config["data"]
-    return trained["n_images"] == len(dataset) and trained["fingerprint"] == dataset_fingerprint(dataset)
-
-
 def open_inputs(base, model_name, data_name, stage):
     """(model dir, config, stage, dataset) after every check a user's mistake could fail."""
     model_dir = base.existing_model_dir(model_name)
@@ -280,7 +271,7 @@ def open_inputs(base, model_name, data_name, stage):
     if dataset.img_shape != trained_shape:
         raise UserError(f"data {data_name!r} has images of shape {dataset.img_shape} (H, W, C), but model "
                         f"{model_name!r} was trained on {trained_shape}")
-    if stage == "latent" and not is_training_data(config, dataset):
+    if stage == "latent" and not is_training_data(config["data"], dataset):
         raise UserError(f"stage latent has no encoders, so it can only be evaluated on the data it was trained on "
                         f"({config['data']['name']!r}); run train-encoders to evaluate {data_name!r}")
     if arch_of(config) == "overlord":

@@ -1,8 +1,12 @@
-"""OverLORD's StyleGAN2-style networks: a style-modulated generator fed with the concatenated codes,
-a residual discriminator with a minibatch standard deviation feature, and residual encoders.
+"""OverLORD's networks: the StyleGAN2 generator fed with the concatenated codes, the StyleGAN2
+discriminator, and StarGAN-v2-style residual encoders, as the published OverLORD builds them from
+rosinality's StyleGAN2 layers.
 
-Plain PyTorch only (no custom kernels): every layer is a cuDNN convolution, a depthwise blur or a
-matmul, so the modules run on CPU in float32 and on CUDA under bf16 autocast with channels_last.
+The modules carry the published modules' attribute names, so a state dict of the original maps onto
+them by name (see lord/interop.py). Plain PyTorch only (no custom kernels): the modulated convolution
+scales the input by the style and the output by the demodulation coefficients around one ordinary
+convolution, which computes the same as a grouped convolution with per-sample weights and runs as
+plain cuDNN/oneDNN convolutions; the blur filters are fixed, non-trainable depthwise convolutions.
 """
 
 import math
@@ -14,9 +18,12 @@ import torch.nn.functional as F
 MIN_IMG_SIZE = 32
 MAX_IMG_SIZE = 512
 ACTIVATION_GAIN = math.sqrt(2)
+BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 
 
 def channels_at(resolution, channel_base, channel_max):
+    """StyleGAN2's width at a resolution: channel_base 32768 and channel_max 512 give the published
+    widths (rosinality's channel_multiplier 2): 512 up to 64 px, then 256, 128, 64, 32."""
     return min(channel_base // resolution, channel_max)
 
 
@@ -44,263 +51,307 @@ def float32_matmul(a, b):
         return a.to(dtype) @ b.to(dtype)
 
 
-def leaky_relu(x):
-    """Leaky ReLU scaled by sqrt(2) so that activations keep roughly unit variance."""
-    return F.leaky_relu(x, 0.2) * ACTIVATION_GAIN
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with equalized learning rate: N(0, 1) weights scaled by lr_multiplier / sqrt(fan_in)
-    at runtime, so Adam's step size is the same for every layer regardless of its fan-in."""
-
-    def __init__(self, in_features, out_features, bias=True, bias_init=0.0, lr_multiplier=1.0, activation=False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init) / lr_multiplier)) if bias else None
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.lr_multiplier = lr_multiplier
-        self.activation = activation
-
-    def forward(self, x):
-        bias = self.bias * self.lr_multiplier if self.bias is not None else None
-        x = F.linear(x, self.weight * self.weight_gain, bias)
-        return leaky_relu(x) if self.activation else x
-
-
-class EqualConv2d(nn.Module):
-    """Convolution with equalized learning rate (see EqualLinear); zero padding keeps the size at stride 1."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation=False, stride=1, padding=None):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
-        self.stride = stride
-        self.padding = kernel_size // 2 if padding is None else padding
-        self.activation = activation
-
-    def forward(self, x):
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, stride=self.stride, padding=self.padding)
-        return leaky_relu(x) if self.activation else x
-
-
-def blur_kernel(channels, gain):
-    """Depthwise 4x4 low-pass filter: the outer product of [1, 3, 3, 1], normalised to sum to `gain`."""
-    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+def blur_kernel(gain=1.0):
+    """The 4x4 low-pass filter: the outer product of [1, 3, 3, 1], normalised to sum to `gain`."""
+    taps = torch.tensor(BLUR_TAPS)
     kernel = torch.outer(taps, taps)
-    kernel = kernel / kernel.sum() * gain
-    return kernel.expand(channels, 1, 4, 4).contiguous()
+    return kernel / kernel.sum() * gain
 
 
-class BlurUpsample(nn.Module):
-    """2x upsampling by zero insertion followed by the blur, as one strided depthwise transposed conv."""
-
-    def __init__(self, channels):
-        super().__init__()
-        self.register_buffer("kernel", blur_kernel(channels, gain=4.0), persistent=False)
-
-    def forward(self, x):
-        return F.conv_transpose2d(x, self.kernel.to(x.dtype), stride=2, padding=1, groups=x.shape[1])
+def depthwise(kernel, channels, dtype):
+    return kernel.to(dtype).expand(channels, 1, *kernel.shape)
 
 
 class Blur(nn.Module):
-    """Low-pass filter; stride 2 with padding 1 halves the size, stride 1 with padding 2 prepares a
-    stride-2 3x3 conv so that the pair downsamples by exactly 2 without aliasing."""
+    """The low-pass filter after padding (before, after) on both axes; `gain` 4 after a 2x upsampling."""
 
-    def __init__(self, channels, stride, padding):
+    def __init__(self, pad, gain=1.0):
         super().__init__()
-        self.register_buffer("kernel", blur_kernel(channels, gain=1.0), persistent=False)
+        self.register_buffer("kernel", blur_kernel(gain), persistent=False)
+        self.pad = tuple(pad)
+
+    def forward(self, x):
+        before, after = self.pad
+        x = F.pad(x, [before, after, before, after])
+        return F.conv2d(x, depthwise(self.kernel, x.shape[1], x.dtype), groups=x.shape[1])
+
+
+class Upsample(nn.Module):
+    """2x upsampling by zero insertion and the blur (gain 4), as one strided depthwise transposed
+    convolution: the same as padding (2, 1) around the zero-inserted image and filtering."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("kernel", blur_kernel(gain=4.0), persistent=False)
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, depthwise(self.kernel, x.shape[1], x.dtype), stride=2, padding=1,
+                                  groups=x.shape[1])
+
+
+def scaled_leaky_relu(x, bias=None):
+    """Leaky ReLU (slope 0.2) of x + bias, scaled by sqrt(2) so activations keep unit variance."""
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
+    return F.leaky_relu(x, 0.2) * ACTIVATION_GAIN
+
+
+class FusedLeakyReLU(nn.Module):
+    """A per-channel bias followed by the scaled leaky ReLU."""
+
+    def __init__(self, channels, bias=True):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+    def forward(self, x):
+        return scaled_leaky_relu(x, self.bias)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate: N(0, 1) weights scaled by lr_mul / sqrt(fan_in) at
+    run time, so Adam's step is the same for every layer whatever its fan-in."""
+
+    def __init__(self, in_features, out_features, bias=True, bias_init=0.0, lr_mul=1.0, activation=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.bias * self.lr_mul
+        if self.activation:
+            return scaled_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+        return F.linear(x, self.weight * self.scale, bias)
+
+
+class EqualConv2d(nn.Module):
+    """Convolution with equalized learning rate (see EqualLinear)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.stride = stride
         self.padding = padding
 
     def forward(self, x):
-        return F.conv2d(x, self.kernel.to(x.dtype), stride=self.stride, padding=self.padding, groups=x.shape[1])
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.conv2d(x, (self.weight * self.scale).to(x.dtype), bias, stride=self.stride, padding=self.padding)
 
 
 class ModulatedConv2d(nn.Module):
-    """Convolution whose input channels are scaled per sample by a style, an affine map of the latent.
+    """Convolution whose input channels are scaled per sample by a style (an affine map of the code,
+    bias 1 at the start), with demodulation: each output channel is rescaled to unit expected variance
+    for unit-variance inputs. `upsample`: a stride-2 transposed convolution followed by the blur. The
+    weight is (out, in, k, k); the published layer keeps it with a leading batch axis of 1, which
+    `channels_last` cannot take."""
 
-    Computed as x * style -> conv with the shared weight -> * demodulation coefficient per (sample, out
-    channel): exact, and plain cuDNN convolutions instead of a grouped conv with per-sample weights.
-    Demodulation rescales each output channel to unit expected variance for unit-variance inputs.
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size, latent_dim, demodulate=True, upsample=False):
+    def __init__(self, in_channels, out_channels, kernel_size, style_dim, demodulate=True, upsample=False):
         super().__init__()
-        self.affine = EqualLinear(latent_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
-        self.upsample = BlurUpsample(in_channels) if upsample else None
+        self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.demodulate = demodulate
+        self.upsample = upsample
+        if upsample:
+            self.blur = Blur(pad=(1, 1), gain=4.0)
 
-    def forward(self, x, latent):
-        styles = self.affine(latent)
-        weight = self.weight * self.weight_gain
-        x = x * styles[:, :, None, None].to(x.dtype)
-        if self.upsample is not None:
-            x = self.upsample(x)
-        x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
+    def forward(self, x, style):
+        style = self.modulation(style)
+        weight = self.weight * self.scale
+        x = x * style[:, :, None, None].to(x.dtype)
+        if self.upsample:
+            x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2))
+        else:
+            x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
         if self.demodulate:
-            weight_energy = weight.square().sum(dim=(2, 3))
-            coefficients = torch.rsqrt(float32_matmul(styles.square(), weight_energy.t()) + 1e-8)
+            energy = weight.square().sum(dim=(2, 3))
+            coefficients = torch.rsqrt(float32_matmul(style.square(), energy.t()) + 1e-8)
             x = x * coefficients[:, :, None, None].to(x.dtype)
         return x
 
 
-class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv, then per-pixel noise with a learned strength, bias and activation."""
+class StyledConv(nn.Module):
+    """Modulated 3x3 convolution, then bias and activation (OverLORD has no per-pixel noise)."""
 
-    def __init__(self, in_channels, out_channels, latent_dim, upsample=False, noise=True):
+    def __init__(self, in_channels, out_channels, style_dim, upsample=False):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, latent_dim, upsample=upsample)
-        self.noise_strength = nn.Parameter(torch.zeros([])) if noise else None
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample)
+        self.activate = FusedLeakyReLU(out_channels)
 
-    def forward(self, x, latent, noise_generator=None):
-        x = self.conv(x, latent)
-        if self.noise_strength is not None:
-            batch, _, height, width = x.shape
-            noise = torch.randn(batch, 1, height, width, generator=noise_generator, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
-        return leaky_relu(x + self.bias[:, None, None].to(x.dtype))
+    def forward(self, x, style):
+        return self.activate(self.conv(x, style))
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 conv without demodulation: each resolution's contribution to the image."""
+    """Modulated 1x1 convolution without demodulation, plus the upsampled image of the resolution below."""
 
-    def __init__(self, in_channels, img_channels, latent_dim):
+    def __init__(self, in_channels, style_dim, img_channels=3, upsample=True):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, img_channels, 1, latent_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(img_channels))
+        if upsample:
+            self.upsample = Upsample()
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, img_channels, 1, 1))
 
-    def forward(self, x, latent):
-        return self.conv(x, latent) + self.bias[:, None, None].to(x.dtype)
+    def forward(self, x, style, skip=None):
+        out = self.conv(x, style) + self.bias.to(x.dtype)
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels, size=4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch_size):
+        return self.input.expand(batch_size, -1, -1, -1)
 
 
 class Generator(nn.Module):
-    """Code -> image (B, img_channels, img_size, img_size), StyleGAN2's synthesis network.
+    """Code (B, code_dim) -> image (B, img_channels, img_size, img_size): StyleGAN2's synthesis network
+    with the same code as the style of every layer and no mapping network. The code is used as it is
+    (no normalisation): the uncorrelated code's regulariser acts on its norm. The output is linear,
+    trained to match images in [0, 1]."""
 
-    The code (OverLORD's concatenated content, class and correlated codes) is used as is, without
-    normalisation, because the content regulariser acts on its norm; with mapping_layers > 0 an MLP
-    (lr multiplier 0.01) maps it first. The output is linear, trained to match images in [0, 1].
-    Noise is drawn from `noise_generator` when given (a torch.Generator on the code's device).
-    """
-
-    def __init__(self, code_dim, img_size, img_channels, channel_base=16384, channel_max=512,
-                 mapping_layers=0, noise=True):
+    def __init__(self, code_dim, img_size, img_channels=3, channel_base=32768, channel_max=512):
         super().__init__()
         check_architecture(img_size, img_channels, channel_base, channel_max)
         self.code_dim = code_dim
         self.img_size = img_size
         self.img_channels = img_channels
-        self.mapping = nn.Sequential(*[
-            EqualLinear(code_dim, code_dim, lr_multiplier=0.01, activation=True) for _ in range(mapping_layers)
-        ])
         resolutions = resolutions_up_to(img_size)
         channels = {r: channels_at(r, channel_base, channel_max) for r in resolutions}
-        self.const = nn.Parameter(torch.randn(1, channels[4], 4, 4))
-        self.convs = nn.ModuleList([SynthesisLayer(channels[4], channels[4], code_dim, noise=noise)])
-        self.to_rgbs = nn.ModuleList([ToRGB(channels[4], img_channels, code_dim)])
+        self.input = ConstantInput(channels[4])
+        self.conv1 = StyledConv(channels[4], channels[4], code_dim)
+        self.to_rgb1 = ToRGB(channels[4], code_dim, img_channels, upsample=False)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
         for previous, resolution in zip(resolutions, resolutions[1:]):
-            in_channels, out_channels = channels[previous], channels[resolution]
-            self.convs.append(SynthesisLayer(in_channels, out_channels, code_dim, upsample=True, noise=noise))
-            self.convs.append(SynthesisLayer(out_channels, out_channels, code_dim, noise=noise))
-            self.to_rgbs.append(ToRGB(out_channels, img_channels, code_dim))
-        self.skip_upsample = BlurUpsample(img_channels)
+            self.convs.append(StyledConv(channels[previous], channels[resolution], code_dim, upsample=True))
+            self.convs.append(StyledConv(channels[resolution], channels[resolution], code_dim))
+            self.to_rgbs.append(ToRGB(channels[resolution], code_dim, img_channels))
 
-    def forward(self, code, noise_generator=None):
-        latent = self.mapping(code)
-        x = self.const.expand(code.shape[0], -1, -1, -1)
-        x = self.convs[0](x, latent, noise_generator)
-        img = self.to_rgbs[0](x, latent)
-        for index, to_rgb in enumerate(self.to_rgbs[1:]):
-            x = self.convs[2 * index + 1](x, latent, noise_generator)
-            x = self.convs[2 * index + 2](x, latent, noise_generator)
-            img = self.skip_upsample(img) + to_rgb(x, latent)
+    def forward(self, code):
+        x = self.conv1(self.input(code.shape[0]), code)
+        img = self.to_rgb1(x, code)
+        for up_conv, conv, to_rgb in zip(self.convs[::2], self.convs[1::2], self.to_rgbs):
+            x = conv(up_conv(x, code), code)
+            img = to_rgb(x, code, img)
         return img
 
 
-class ResidualDownBlock(nn.Module):
-    """Two 3x3 convs (the second blurred and strided) plus a blurred, strided 1x1 skip, summed and
-    scaled by 1/sqrt(2) so the residual sum keeps the activation variance."""
+class ConvLayer(nn.Sequential):
+    """[blur, stride-2] equalized convolution, then bias and activation (or a plain bias, or none)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, downsample=False, bias=True, activate=True):
+        layers = []
+        if downsample:
+            extra = 4 - 2 + kernel_size - 1
+            layers.append(Blur(pad=((extra + 1) // 2, extra // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                  bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_channels, bias=bias))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions (the second blurred and strided) plus a blurred, strided 1x1 skip, summed
+    and scaled by 1/sqrt(2) so the sum keeps the activations' variance."""
 
     def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.conv = EqualConv2d(in_channels, in_channels, 3, activation=True)
-        self.blur = Blur(in_channels, stride=1, padding=2)
-        self.down_conv = EqualConv2d(in_channels, out_channels, 3, activation=True, stride=2, padding=0)
-        self.skip_blur = Blur(in_channels, stride=2, padding=1)
-        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False)
+        self.conv1 = ConvLayer(in_channels, in_channels, 3)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, bias=False, activate=False)
 
     def forward(self, x):
-        skip = self.skip(self.skip_blur(x))
-        x = self.down_conv(self.blur(self.conv(x)))
-        return (x + skip) * (1 / math.sqrt(2))
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
-class ResidualTrunk(nn.Module):
-    """FromRGB 1x1 conv and residual downsampling blocks from img_size to 4x4."""
+def minibatch_std(x, group_size, eps=1e-8):
+    """Append one channel: the standard deviation over a group of samples of every feature, averaged
+    over the features. As StyleGAN2 does, sample b falls in group b mod (B / G) with G = min(group_size,
+    B); where G does not divide B, the largest divisor of B below it is used (StyleGAN2 would fail)."""
+    batch, channels, height, width = x.shape
+    group = min(group_size, batch)
+    while batch % group:
+        group -= 1
+    grouped = x.to(torch.promote_types(x.dtype, torch.float32)).view(group, -1, channels, height, width)
+    std = torch.sqrt(grouped.var(dim=0, unbiased=False) + eps).mean(dim=(1, 2, 3))
+    stat = std.view(-1, 1, 1, 1).repeat(group, 1, height, width).to(x.dtype)
+    return torch.cat([x, stat], dim=1)
 
-    def __init__(self, img_size, img_channels, channel_base, channel_max):
+
+class Discriminator(nn.Module):
+    """Image -> one realness logit per image, shape (B,): StyleGAN2's residual discriminator."""
+
+    def __init__(self, img_size, img_channels=3, channel_base=32768, channel_max=512, mbstd_group_size=4):
         super().__init__()
         check_architecture(img_size, img_channels, channel_base, channel_max)
         resolutions = resolutions_up_to(img_size)[::-1]
         channels = {r: channels_at(r, channel_base, channel_max) for r in resolutions}
-        self.from_rgb = EqualConv2d(img_channels, channels[img_size], 1, activation=True)
-        self.blocks = nn.Sequential(*[
-            ResidualDownBlock(channels[resolution], channels[resolution // 2]) for resolution in resolutions[:-1]
-        ])
-        self.out_channels = channels[4]
-
-    def forward(self, img):
-        return self.blocks(self.from_rgb(img))
-
-
-def minibatch_std(x, group_size, eps=1e-8):
-    """Append one channel: per group of consecutive samples, the std over the group of every feature,
-    averaged over the features. Groups have min(group_size, B) samples; the remainder of a batch not
-    divisible by it joins the last group, so any batch size works (B = 1 gives zeros)."""
-    batch = x.shape[0]
-    group = min(group_size, batch)
-    n_groups = batch // group
-    group_of_sample = (torch.arange(batch, device=x.device) // group).clamp(max=n_groups - 1)
-    membership = F.one_hot(group_of_sample, n_groups).t().float()
-    averaging = membership / membership.sum(dim=1, keepdim=True)
-    features = x.flatten(1)
-    group_mean = float32_matmul(averaging, features)
-    group_var = float32_matmul(averaging, (features.to(group_mean.dtype) - group_mean[group_of_sample]).square())
-    group_std = (group_var + eps).sqrt().mean(dim=1)
-    stat = group_std[group_of_sample].to(x.dtype)
-    return torch.cat([x, stat[:, None, None, None].expand(-1, 1, *x.shape[2:])], dim=1)
-
-
-class Discriminator(nn.Module):
-    """Image -> one realness logit per image, shape (B,)."""
-
-    def __init__(self, img_size, img_channels, channel_base=16384, channel_max=512, mbstd_group_size=4):
-        super().__init__()
-        self.trunk = ResidualTrunk(img_size, img_channels, channel_base, channel_max)
-        channels = self.trunk.out_channels
+        self.convs = nn.Sequential(
+            ConvLayer(img_channels, channels[img_size], 1),
+            *[ResBlock(channels[resolution], channels[resolution // 2]) for resolution in resolutions[:-1]],
+        )
         self.mbstd_group_size = mbstd_group_size
-        self.conv = EqualConv2d(channels + 1, channels, 3, activation=True)
-        self.fc = EqualLinear(channels * 4 * 4, channels, activation=True)
-        self.out = EqualLinear(channels, 1)
+        self.final_conv = ConvLayer(channels[4] + 1, channels[4], 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(channels[4] * 4 * 4, channels[4], activation=True),
+            EqualLinear(channels[4], 1),
+        )
 
     def forward(self, img):
-        x = self.trunk(img)
-        x = self.conv(minibatch_std(x, self.mbstd_group_size))
-        return self.out(self.fc(x.flatten(1))).squeeze(1)
+        x = self.final_conv(minibatch_std(self.convs(img), self.mbstd_group_size))
+        return self.final_linear(x.flatten(1)).squeeze(1)
+
+
+class ResidualBlock(nn.Module):
+    """StarGAN v2's pre-activation residual block with average-pool downsampling (no normalisation)."""
+
+    def __init__(self, dim_in, dim_out):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
+        self.learned_shortcut = dim_in != dim_out
+        if self.learned_shortcut:
+            self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False)
+
+    def forward(self, x):
+        shortcut = self.conv1x1(x) if self.learned_shortcut else x
+        shortcut = F.avg_pool2d(shortcut, 2)
+        residual = self.conv1(F.leaky_relu(x, 0.2))
+        residual = self.conv2(F.leaky_relu(F.avg_pool2d(residual, 2), 0.2))
+        return (shortcut + residual) / math.sqrt(2)
 
 
 class Encoder(nn.Module):
-    """Image -> code (B, code_dim), the discriminator's residual trunk followed by two linear layers."""
+    """Image -> code (B, code_dim): a 3x3 convolution, residual blocks halving the size down to 4x4 (widths
+    doubling from dim_in up to max_conv_dim), then a 4x4 valid and a 1x1 convolution. PyTorch's default
+    initialisation, as published."""
 
-    def __init__(self, img_size, img_channels, code_dim, channel_base=16384, channel_max=512):
+    def __init__(self, img_size, img_channels, code_dim, dim_in=64, max_conv_dim=256):
         super().__init__()
-        self.trunk = ResidualTrunk(img_size, img_channels, channel_base, channel_max)
-        channels = self.trunk.out_channels
-        self.fc = EqualLinear(channels * 4 * 4, channels, activation=True)
-        self.out = EqualLinear(channels, code_dim)
+        if not isinstance(img_size, int) or img_size & (img_size - 1) or img_size < 8:
+            raise ValueError(f"img_size must be a power of two of at least 8, got {img_size!r}")
+        blocks = [nn.Conv2d(img_channels, dim_in, 3, 1, 1)]
+        width = dim_in
+        for _ in range(int(math.log2(img_size)) - 2):
+            out_width = min(width * 2, max_conv_dim)
+            blocks.append(ResidualBlock(width, out_width))
+            width = out_width
+        blocks += [nn.LeakyReLU(0.2), nn.Conv2d(width, width, 4, 1, 0), nn.LeakyReLU(0.2),
+                   nn.Conv2d(width, code_dim, 1, 1, 0)]
+        self.main = nn.Sequential(*blocks)
 
     def forward(self, img):
-        return self.out(self.fc(self.trunk(img).flatten(1)))
+        return self.main(img).flatten(1)

@@ -7,24 +7,23 @@ model directory, so a mistake leaves no trace; then it locks the model directory
 
 import contextlib
 import random
-import shutil
 
 import numpy as np
 import torch
 
 from lord import configuration
-from lord.assets import BaseDir, ModelLock, atomic_write_json
+from lord.assets import BaseDir, ModelLock, atomic_write_json, clear_model
 from lord.data import store
 from lord.errors import UserError
 from lord.model import (
     arch_of, checkpoint_path, load_state_checked, load_tensors, read_config, stage_module_class, weights_path,
 )
 from lord.networks import stylegan
-from lord.training.common import dataset_fingerprint
+from lord.training.common import dataset_fingerprint, is_training_data
 from lord.training.distributed import from_environment
 from lord.training.loop import Run
 
-__all__ = ["train", "train_encoders", "train_synthesis", "seed_everything"]
+__all__ = ["train", "train_encoders", "train_synthesis", "train_all_stages", "seed_everything"]
 
 # Per architecture, each stage's block in the config.
 STAGE_CONFIG_KEYS = {
@@ -89,10 +88,11 @@ def stage_key(config, stage_name):
 def check_same_data(config, data_name, dataset, what):
     """Later stages index the stage-1 codes by image position: the data must be the very same."""
     trained = config["data"]
-    if trained["fingerprint"] != dataset_fingerprint(dataset) or trained["n_images"] != len(dataset):
+    if not is_training_data(trained, dataset):
+        name = "the data of the imported model" if trained["name"] is None else repr(trained["name"])
         raise UserError(
-            f"{what} needs the data stage 1 was trained on ({trained['name']!r}, {trained['n_images']} images); "
-            f"{data_name!r} is different"
+            f"{what} needs the data stage 1 was trained on ({name}, {trained['n_images']} images of "
+            f"{'x'.join(map(str, trained['img_shape']))}); {data_name!r} is different"
         )
 
 
@@ -103,20 +103,6 @@ def check_batch_size(batch_size, dataset, key):
 
 def _model_dir_in_use(model_dir):
     return model_dir.exists() and any(model_dir.iterdir())
-
-
-def _clear_model(base, model_name, model_dir):
-    """--overwrite: remove that one model's directory contents (but our lock) and its TensorBoard logs."""
-    for entry in model_dir.iterdir():
-        if entry.name == "lock":
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-    tensorboard_dir = base.tensorboard_dir(model_name)
-    if tensorboard_dir.exists():
-        shutil.rmtree(tensorboard_dir)
 
 
 def train(base_dir, data_name, model_name, config, overrides=(), config_name=None, overwrite=False,
@@ -156,6 +142,25 @@ def train_synthesis(base_dir, data_name, model_name, overrides=(), overwrite=Fal
     return _train_later_stage(base_dir, data_name, model_name, "synthesis", overrides=overrides, overwrite=overwrite,
                               device=device, seed=seed, quiet=quiet, resume=resume,
                               checkpoint_minutes=checkpoint_minutes)
+
+
+def train_all_stages(base_dir, data_name, model_name, config, overrides=(), config_name=None, overwrite=False,
+                     device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0):
+    """`train`, then `train-encoders` (and `train-synthesis` for OverLORD) in a row, as the published
+    OverLORD's `train` does. With `resume`, completed stages are skipped, the stage with a checkpoint
+    continues, and the rest run."""
+    options = dict(device=device, seed=seed, quiet=quiet, checkpoint_minutes=checkpoint_minutes)
+    model_dir = BaseDir(base_dir).model_dir(model_name)
+    if not resume or not weights_path(model_dir, "latent").is_file():
+        train(base_dir, data_name, model_name, config, overrides=overrides, config_name=config_name,
+              overwrite=overwrite, resume=resume, **options)
+    later = [train_encoders] + ([train_synthesis] if arch_of(config) == "overlord" else [])
+    for stage_name, run in zip(("amortized", "synthesis"), later):
+        if resume and weights_path(model_dir, stage_name).is_file():
+            continue
+        run(base_dir, data_name, model_name, overwrite=True,
+            resume=resume and checkpoint_path(model_dir, stage_name).is_file(), **options)
+    return model_dir
 
 
 def load_stage_state(model_dir, config, stage_name):
@@ -228,7 +233,7 @@ def _run_stage(base, model_name, data_name, dataset, config, stage_name, device,
     with lock:
         if not resume and distributed.is_main:
             if stage_name == "latent":
-                _clear_model(base, model_name, model_dir)
+                clear_model(base, model_name)
             else:
                 for stale in (done, checkpoint_path(model_dir, stage_name)):
                     with contextlib.suppress(FileNotFoundError):

@@ -86,3 +86,12 @@ def dataset_fingerprint(dataset):
     digest.update(np.ascontiguousarray(dataset.classes).tobytes())
     digest.update(np.ascontiguousarray(dataset.imgs[:: max(1, len(dataset) // 64)]).tobytes())
     return digest.hexdigest()
+
+
+def is_training_data(data_block, dataset):
+    """Whether `dataset` is the set a model's stage 1 trained on (`data_block` is its config's `data`).
+    An imported model records no fingerprint, as the original code keeps none: then the number and
+    shape of the images are all there is to compare."""
+    if data_block["n_images"] != len(dataset) or tuple(data_block["img_shape"]) != tuple(dataset.img_shape):
+        return False
+    return data_block["fingerprint"] is None or data_block["fingerprint"] == dataset_fingerprint(dataset)

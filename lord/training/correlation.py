@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lord.model import correlated_input
 from lord.training.data import DeviceImages, to_device_labels
 
 
@@ -32,15 +33,23 @@ def overlord_training_data(config, dataset, distributed, device, with_masks):
     return images, masks, to_device_labels(distributed.shard(labels), device), labels
 
 
+def transformed_view(images, masks, augmentation, generator, batch):
+    """What stage 1's correlated encoder is trained on, and what later stages regress onto: the (masked)
+    images of a training batch under a random pose (the config's `correlation_augmentation`)."""
+    return random_pose(correlated_input(images, masks), generator, augmentation["scale"], augmentation["flip"],
+                       augmentation["rotation"], batch=batch)
+
+
 def random_pose(images, generator, scale, flip, rotation, batch=None):
     """Each image (B, C, H, W) resampled from a random square crop, mirrored and rotated.
 
     The crop's area is a uniform share in `scale` = (low, high) of the image's area (as in
     torchvision's RandomResizedCrop with a square aspect), placed uniformly inside the image;
     it is mirrored with probability 1/2 when `flip`, and turned by a uniform angle in
-    [-rotation, rotation] degrees. Every step draws the same numbers whatever the options, so a
-    run's random stream does not depend on them. With a training `batch`, the numbers are drawn for
-    the whole global batch and this process keeps its images' rows.
+    [-rotation, rotation] degrees, the corners filled with zeros (as torchvision's RandomRotation).
+    Every step draws the same numbers whatever the options, so a run's random stream does not depend
+    on them. With a training `batch`, the numbers are drawn for the whole global batch and this
+    process keeps its images' rows.
     """
     count = images.shape[0] if batch is None else batch.size
     draws = torch.rand(count, 5, generator=generator, device=images.device)
@@ -57,4 +66,4 @@ def random_pose(images, generator, scale, flip, rotation, batch=None):
         torch.stack([sin * mirror, cos, centre[:, 1]], dim=1),
     ], dim=1)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,19 +1,19 @@
 """Stage 1 of OverLORD (`train`, disentanglement): latent optimization of a StyleGAN2-style generator.
 
-G(concat(label code, correlated code, uncorrelated code + noise)) reconstructs image i. The label code
+G(concat(uncorrelated code + noise, label code, correlated code)) reconstructs image i. The label code
 is a free embedding shared by every image with the same value of the labeled attribute; the
-uncorrelated code is a free embedding per image with Gaussian noise in training and a decay penalty,
-so anything the label explains is cheapest in the label code. With a correlation, the correlated code
-is an encoder's output on a randomly cropped, flipped and rotated copy of the (masked) image: it can
-carry what goes with the label but not the pose.
+uncorrelated code is a free embedding per image with Gaussian noise in training and a decay penalty
+(the mean of its squares, before the noise), so anything the label explains is cheapest in the label
+code. With a correlation, the correlated code is an encoder's output on a randomly cropped, flipped
+and rotated copy of the (masked) image: it can carry what goes with the label but not the pose.
 """
 
 import torch
 from torch import nn
 
-from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code
+from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code, translation_code
 from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
-from lord.training.correlation import overlord_training_data, random_pose
+from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.data import to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
@@ -31,10 +31,9 @@ class LabelConditionedGenerator(nn.Module):
         self.label_embedding = model.label_embedding
         self.correlated_encoder = model.correlated_encoder
 
-    def forward(self, labels, uncorrelated_code, correlated_view, noise_generator):
+    def forward(self, labels, uncorrelated_code, correlated_view):
         correlated_code = None if correlated_view is None else self.correlated_encoder(correlated_view)
-        code = overlord_code(self.label_embedding(labels), correlated_code, uncorrelated_code)
-        return self.generator(code, noise_generator=noise_generator)
+        return self.generator(overlord_code(self.label_embedding(labels), correlated_code, uncorrelated_code))
 
 
 class OverlordLatentStage(Stage):
@@ -47,7 +46,6 @@ class OverlordLatentStage(Stage):
         self.uncorrelated_std = float(config["uncorrelated_std"])
         self.weights = stage["loss_weights"]
         self.augmentation = config["correlation_augmentation"]
-        self.sample_seed = seed
 
         self.loss_fn = reconstruction_loss(config["perceptual_loss"]).to(device)
         self.model = OverlordLatentModel(config)
@@ -74,7 +72,7 @@ class OverlordLatentStage(Stage):
                            "max_lr": rates["encoder"]})
         for group in groups:
             group.update(lr=group["max_lr"], min_lr=rates["min"])
-        self.optimizer = adam(groups, device=device)
+        self.optimizer = adam(groups, betas=tuple(stage["betas"]), device=device)
         self.rng = torch.Generator(device=device).manual_seed(seed)
         self.sample_indices, self.sample_images, self.sample_masks = sample_set(
             dataset, labels, runtime["n_samples"], seed, with_masks=self.masks is not None)
@@ -83,12 +81,9 @@ class OverlordLatentStage(Stage):
         """What the correlated encoder sees, randomly transformed when training (`batch` given)."""
         if self.model.correlated_encoder is None:
             return None
-        view = correlated_input(images, masks)
-        if batch is not None:
-            augmentation = self.augmentation
-            view = random_pose(view, self.rng, augmentation["scale"], augmentation["flip"], augmentation["rotation"],
-                               batch=batch)
-        return view
+        if batch is None:
+            return correlated_input(images, masks)
+        return transformed_view(images, masks, self.augmentation, self.rng, batch)
 
     def train_step(self, batch, step, total_steps):
         set_cosine_learning_rates(self.optimizer, step, total_steps)
@@ -98,9 +93,9 @@ class OverlordLatentStage(Stage):
         noise = batch.randn(uncorrelated_code.shape[1:], self.rng, self.device) * self.uncorrelated_std
         with autocast(self.device, self.amp):
             view = self.correlated_view(images, masks, batch)
-            generated = self.decoder(self.labels[batch.rows], uncorrelated_code + noise, view, self.rng)
+            generated = self.decoder(self.labels[batch.rows], uncorrelated_code + noise, view)
             reconstruction = batch.mean(self.loss_fn(generated, images).float())
-        decay = batch.mean(uncorrelated_code.pow(2).sum(dim=1))
+        decay = batch.mean(uncorrelated_code.pow(2).mean(dim=1))
         loss = self.weights["reconstruction"] * reconstruction + self.weights["uncorrelated_decay"] * decay
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -126,14 +121,11 @@ class OverlordLatentStage(Stage):
         images = self.sample_images.to(self.device)
         masks = None if self.sample_masks is None else self.sample_masks.to(self.device)
         uncorrelated = self.uncorrelated.codes_of(indices)
-        noise = torch.Generator(device=self.device).manual_seed(self.sample_seed)
         with autocast(self.device, self.amp):
             view = self.correlated_view(images, masks)
             correlated = None if view is None else self.model.correlated_encoder(view)
             rows = reference_code(self.model.label_embedding(self.all_labels[indices]), correlated)
-            generated = generate_grid(
-                lambda columns, rows: self.model.generator(torch.cat([rows, columns], dim=1), noise_generator=noise),
-                uncorrelated, rows,
-            )
+            generated = generate_grid(lambda columns, rows: self.model.generator(translation_code(columns, rows)),
+                                      uncorrelated, rows)
         self.model.train()
         return grid_image(self.sample_images, self.sample_images, generated)
