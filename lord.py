@@ -44,7 +44,8 @@ def cmd_preprocess(args):
     from lord.data import preprocess
 
     preprocess(
-        args.base_dir, args.dataset_id, args.dataset_path, args.data_name, overwrite=args.overwrite,
+        args.base_dir, args.dataset_id, args.dataset_path, args.data_name or args.out_data_name,
+        overlord_defaults=args.out_data_name is not None, overwrite=args.overwrite,
         img_size=args.img_size, n_classes=args.n_classes, channels=args.channels,
         n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
         part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
@@ -77,11 +78,12 @@ def training_options(args):
 
 
 def cmd_train(args):
-    from lord.training import train
+    from lord.training import train, train_all_stages
 
-    train(
+    run = train_all_stages if args.all_stages or args.config in config.OVERLORD_NAMES else train
+    run(
         args.base_dir, args.data_name, args.model_name, config.get_config(args.config), overrides=args.set,
-        config_name=args.config, overwrite=args.overwrite, **training_options(args),
+        config_name=config.resolve(args.config), overwrite=args.overwrite, **training_options(args),
     )
 
 
@@ -108,8 +110,15 @@ def cmd_manipulate(args):
 
     manipulate(
         args.base_dir, args.model_name, args.img_path, args.output_img_path, reference_path=args.reference_img_path,
-        label=args.label, mask_path=args.mask, device=args.device, quiet=args.quiet,
+        label=args.label, device=args.device, quiet=args.quiet,
     )
+
+
+def cmd_import_model(args):
+    from lord.interop import import_model
+
+    import_model(args.base_dir, args.input_dir, args.model_name, config.import_presets(), overwrite=args.overwrite,
+                 quiet=args.quiet)
 
 
 def cmd_demo(args):
@@ -159,7 +168,10 @@ def build_parser():
     sub = commands.add_parser("preprocess", help="turn a raw dataset into cache/preprocess/<data-name>.npz")
     sub.add_argument("-di", "--dataset-id", required=True, help="dataset id (see the README table)")
     sub.add_argument("-dp", "--dataset-path", help="root directory of the raw dataset")
-    sub.add_argument("-dn", "--data-name", required=True, help="output data name")
+    names = sub.add_mutually_exclusive_group(required=True)
+    names.add_argument("-dn", "--data-name", help="output data name")
+    names.add_argument("-odn", "--out-data-name",
+                       help="output data name, with the published OverLORD's defaults (celeba: --img-size 128)")
     sub.add_argument("--img-size", type=positive_int, help="output side in pixels (dataset default if omitted)")
     sub.add_argument("--n-classes", type=positive_int, help="synthetic: number of object classes")
     sub.add_argument("--channels", type=int, choices=[1, 3], help="force 1 (gray) or 3 (RGB) channels")
@@ -193,8 +205,13 @@ def build_parser():
 
     sub = commands.add_parser("train", help="stage 1: latent optimization of the generator and embeddings")
     add_training_arguments(sub)
-    sub.add_argument("-cf", "--config", default="lord", choices=config.names(), metavar="NAME",
-                     help=f"named configuration from config.py (default: lord; one of {', '.join(config.names())})")
+    sub.add_argument("-cf", "--config", default="lord", choices=config.names() + list(config.OVERLORD_NAMES),
+                     metavar="NAME",
+                     help=f"named configuration from config.py (default: lord; one of {', '.join(config.names())}); "
+                          f"the published OverLORD names {', '.join(config.OVERLORD_NAMES)} select its presets and "
+                          "train all stages, as its train does")
+    sub.add_argument("--all-stages", action="store_true",
+                     help="then train-encoders (and train-synthesis for OverLORD) in a row")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     sub.set_defaults(run=cmd_train)
 
@@ -211,17 +228,22 @@ def build_parser():
 
     sub = commands.add_parser("manipulate", help="translate image files with a trained LORD or OverLORD model")
     sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
-    sub.add_argument("-i", "--img-path", required=True,
+    sub.add_argument("-i", "--img-path", "--img", required=True,
                      help="image whose content (uncorrelated code) is kept; a directory translates every image in it")
-    sub.add_argument("-r", "--reference-img-path",
+    sub.add_argument("-r", "--reference-img-path", "--reference",
                      help="image giving the label (and correlated code); without it, translate to every label value")
-    sub.add_argument("-o", "--output-img-path", required=True,
+    sub.add_argument("-o", "--output-img-path", "--output", required=True,
                      help="output PNG; a directory when --img-path is one (one <name>.png per input)")
     sub.add_argument("--label", type=int, metavar="VALUE", help="translate to this label value only")
-    sub.add_argument("--mask", metavar="PATH",
-                     help="localized models: mask of the image giving the correlated code (the reference if given, "
-                          "else the input; a directory of same-named masks for a directory input)")
     sub.set_defaults(run=cmd_manipulate)
+
+    sub = commands.add_parser("import-model",
+                              help="a model directory of the published lord-pytorch or OverLORD code, as a model here")
+    sub.add_argument("-i", "--input-dir", required=True,
+                     help="the original model directory (config.pkl, latent.pth, amortized.pth)")
+    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
+    sub.set_defaults(run=cmd_import_model)
 
     sub = commands.add_parser("evaluate", help="the papers' metrics for a trained model on preprocessed data (JSON)")
     sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")

@@ -13,12 +13,13 @@ def refuse_existing(path, what, overwrite):
         raise UserError(f"{what} {path} already exists (use --overwrite to replace it)")
 
 
-def preprocess(base_dir, dataset_id, dataset_path, data_name, overwrite=False, quiet=False, **options):
+def preprocess(base_dir, dataset_id, dataset_path, data_name, overwrite=False, quiet=False, overlord_defaults=False,
+               **options):
     """Read a raw dataset and write cache/preprocess/<data_name>.npz; returns the path."""
     out = BaseDir(base_dir).data_path(data_name)
     refuse_existing(out, "preprocessed data", overwrite)
     start = time.perf_counter()
-    dataset = load_dataset(dataset_id, dataset_path, quiet=quiet, **options)
+    dataset = load_dataset(dataset_id, dataset_path, overlord_defaults=overlord_defaults, quiet=quiet, **options)
     store.save(out, dataset)
     if not quiet:
         height, width, channels = dataset.img_shape

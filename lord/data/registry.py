@@ -22,6 +22,8 @@ class DatasetSpec:
     description: str
     needs_path: bool = True
     options: dict = field(default_factory=dict)
+    # Defaults of the published OverLORD's preprocess where they differ from LORD's (`-odn` asks for them).
+    overlord_options: dict = field(default_factory=dict)
 
     def loader(self):
         return importlib.import_module(self.module).load
@@ -73,6 +75,7 @@ SPECS = {
             "lord.data.celeba",
             "CelebA aligned faces; class = identity",
             options={"img_size": 64, "n_identities": None},
+            overlord_options={"img_size": 128},
         ),
         DatasetSpec(
             "kth",
@@ -124,8 +127,9 @@ def get_spec(dataset_id):
     return SPECS[dataset_id]
 
 
-def load_dataset(dataset_id, dataset_path=None, **options):
-    """Run the loader of `dataset_id` on a raw dataset directory and return a validated Dataset."""
+def load_dataset(dataset_id, dataset_path=None, overlord_defaults=False, **options):
+    """Run the loader of `dataset_id` on a raw dataset directory and return a validated Dataset.
+    `overlord_defaults`: options not given take the published OverLORD's defaults where they differ."""
     spec = get_spec(dataset_id)
     given = {key: value for key, value in options.items() if value is not None}
     unknown = sorted(set(given) - set(spec.options) - set(COMMON_OPTIONS))
@@ -134,6 +138,8 @@ def load_dataset(dataset_id, dataset_path=None, **options):
         raise UserError(f"option {flags} does not apply to dataset {dataset_id!r}")
     resolved = dict(COMMON_OPTIONS)
     resolved.update(spec.options)
+    if overlord_defaults:
+        resolved.update(spec.overlord_options)
     resolved.update(given)
     if spec.needs_path:
         if dataset_path is None:
