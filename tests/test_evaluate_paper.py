@@ -189,3 +189,96 @@ def test_export_of_an_overlord_model_holds_the_diversity_sets_in_the_lpips_layou
     for direction in (export / "diversity/translations").iterdir():
         for content in (direction / "content").iterdir():
             assert len(list((direction / "translation").glob(f"{content.stem}-*.png"))) >= 10
+
+
+# ---------------------------------------------------------------- fid_paper
+
+
+def torchvision_inception_layout(with_batch_counters=True):
+    """Keys and shapes of torchvision's inception_v3_google-0cc3c7bd.pth: the FID network's layout with
+    the auxiliary head and a 1000-way fc."""
+    from test_evaluation_blocks import official_inception_layout
+
+    layout = official_inception_layout(with_batch_counters)
+    layout["fc.weight"], layout["fc.bias"] = (1000, 2048), (1000,)
+    for name, cin, cout, kernel in (("AuxLogits.conv0", 768, 128, 1), ("AuxLogits.conv1", 128, 768, 5)):
+        layout[f"{name}.conv.weight"] = (cout, cin, kernel, kernel)
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"{name}.bn.{part}"] = (cout,)
+        if with_batch_counters:
+            layout[f"{name}.bn.num_batches_tracked"] = ()
+    layout["AuxLogits.fc.weight"], layout["AuxLogits.fc.bias"] = (1000, 768), (1000,)
+    return layout
+
+
+def pil_pipeline(image, size=256):
+    """What the paper's data loader feeds the network for one uint8 (H, W, C) image: PIL Resize to
+    size x size, then to 299 x 299 (bilinear), ToTensor, ImageNet Normalize."""
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
+    picture = picture.resize((size, size), Image.BILINEAR).resize((299, 299), Image.BILINEAR)
+    array = np.asarray(picture, dtype=np.float32) / 255
+    return (array - np.array([0.485, 0.456, 0.406], dtype=np.float32)) / np.array([0.229, 0.224, 0.225],
+                                                                                 dtype=np.float32)
+
+
+@pytest.mark.parametrize("in_size, out_size", [(128, 256), (256, 299), (512, 256), (32, 224), (128, 224), (300, 299),
+                                               (64, 64), (37, 5)])
+def test_the_8_bit_resize_is_pillows_to_the_grey_level(in_size, out_size):
+    from lord.evaluation.pil_resize import resize_8bit
+
+    images = np.random.default_rng(in_size).integers(0, 256, (2, in_size, in_size + 3, 3), dtype=np.uint8)
+    expected = np.stack([np.asarray(Image.fromarray(image).resize((out_size + 1, out_size), Image.BILINEAR))
+                         for image in images])
+    resized = resize_8bit(torch.from_numpy(images).permute(0, 3, 1, 2).float(), out_size, out_size + 1)
+    assert np.array_equal(resized.permute(0, 2, 3, 1).numpy(), expected)
+    naive = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(),
+                                            size=(out_size, out_size + 1), mode="bilinear", antialias=True)
+    if (in_size, out_size) != (64, 64):
+        assert not np.array_equal(naive.round().permute(0, 2, 3, 1).numpy(), expected)
+
+
+@pytest.mark.parametrize("size, channels", [(64, 3), (128, 3), (300, 3), (32, 1)])
+def test_the_paper_fid_preprocessing_is_that_of_its_data_loader(size, channels):
+    from lord.evaluation.fid_paper import preprocess
+
+    images = np.random.default_rng(size).integers(0, 256, (2, size, size, channels), dtype=np.uint8)
+    floats = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    expected = np.stack([pil_pipeline(image) for image in images]).transpose(0, 3, 1, 2)
+    prepared = preprocess(floats)
+    assert prepared.shape == (2, 3, 299, 299) and prepared.dtype == torch.float32
+    assert np.abs(prepared.numpy() - expected).max() < 1e-5
+    generated = floats + torch.rand(floats.shape) * 0.4 / 255 - 0.2 / 255
+    assert torch.equal(preprocess(generated), prepared)
+
+
+@pytest.mark.parametrize("with_batch_counters", [True, False])
+def test_the_paper_inception_loads_torchvisions_file_layout(tmp_path, offline, with_batch_counters):
+    from test_evaluation_blocks import fake_weights, official_inception_layout
+
+    from lord.errors import UserError
+    from lord.evaluation import fid_paper, inception
+
+    layout = torchvision_inception_layout(with_batch_counters)
+    state = fake_weights(layout)
+    path = tmp_path / fid_paper.IMAGENET_INCEPTION_WEIGHTS.file_name
+    torch.save(state, path)
+    assert path.stat().st_size < 1_000_000
+    features = fid_paper.load_paper_inception(path, download=False)
+    loaded = features.network.state_dict()
+    assert set(loaded) == set(torchvision_inception_layout())
+    assert torch.equal(loaded["AuxLogits.fc.bias"], state["AuxLogits.fc.bias"])
+    assert not features.training and not any(parameter.requires_grad for parameter in features.parameters())
+    with torch.no_grad():
+        output = features(torch.rand(2, 3, 40, 40))
+    assert output.shape == (2, inception.FEATURE_DIM) and torch.isfinite(output).all()
+
+    ones = torch.ones(1, 1, 4, 4)
+    assert inception.average_pool(ones, pad_counted=True)[0, 0, 0, 0] == pytest.approx(4 / 9)
+    assert features.network.Mixed_5b.pad_counted and not features.network.Mixed_7c.max_pool
+    community = tmp_path / "pt_inception.pth"
+    torch.save(fake_weights(official_inception_layout()), community)
+    with pytest.raises(UserError, match=r"missing AuxLogits.*wrong shapes: fc\.weight"):
+        fid_paper.load_paper_inception(community, download=False)
+    with pytest.raises(UserError, match="LORD_IMAGENET_INCEPTION_WEIGHTS") as error:
+        fid_paper.load_paper_inception()
+    assert fid_paper.IMAGENET_INCEPTION_WEIGHTS.url in str(error.value) and "could not be downloaded" in str(error.value)

@@ -7,8 +7,8 @@ label and correlated code of B. Everything after that works on image indices: a 
 G(content of A, class of B), generated in batches on the device.
 
 The result is one JSON object of fixed shape (see `evaluate`); a family that does not apply to the
-data or the model is null. Metrics that need published weights (perceptual, LPIPS, FID) are null
-with a warning when the weights cannot be had, never computed with random weights.
+data or the model is null. Metrics that need published weights (perceptual, LPIPS, both FIDs) are
+null with a warning when the weights cannot be had, never computed with random weights.
 """
 
 import contextlib
@@ -43,7 +43,7 @@ MAX_RECONSTRUCTIONS = 10000
 DIVERSITY_REFERENCES = 10
 BATCH_PIXELS = 2**22
 FAMILIES = ("class_from_content", "content_from_class", "content_transfer", "reconstruction", "translation",
-            "fid", "lpips_diversity")
+            "fid", "fid_paper", "lpips_diversity")
 
 
 def batch_size_for(img_shape):
@@ -312,7 +312,7 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     class_from_content / content_from_class: {logistic, mlp, chance} (probe accuracies);
     content_transfer: {perceptual, mse, ssim, lpips, baseline_unchanged: {...}, baseline_random_same_class:
     {...}, n_pairs}; reconstruction: {perceptual, mse}; translation: {target_class_accuracy,
-    source_class_accuracy, classifier_accuracy}; fid and lpips_diversity (OverLORD): numbers.
+    source_class_accuracy, classifier_accuracy}; fid, fid_paper and lpips_diversity (OverLORD): numbers.
     With `export` (a directory), the scored translations are also written there as PNG files with an
     index (see lord.evaluation.export).
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
@@ -426,31 +426,33 @@ def metric_families(codes, images, labels, contents, overlord, distances, n_pair
         progress("export")
         each_translated_batch(translate, load_images, source, reference, batch_size, [export])
     if overlord:
-        families["fid"], families["lpips_diversity"] = overlord_families(
-            translate, load_images, labels, source, reference, distances.lpips, seed, device, batch_size, progress,
-            export
-        )
+        families.update(overlord_families(translate, load_images, labels, source, reference, distances.lpips, seed,
+                                          device, batch_size, progress, export))
     return families
 
 
 def overlord_families(translate, load_images, labels, source, reference, lpips, seed, device, batch_size, progress,
                       export=None):
-    """(fid, lpips_diversity) of an OverLORD model; each None with a warning without its weights. The
-    diversity translations go to `export` too, scored or not."""
+    """{fid, fid_paper, lpips_diversity} of an OverLORD model; each None with a warning without its
+    weights. The diversity translations go to `export` too, scored or not."""
+    from lord.evaluation.fid_paper import load_paper_inception
     from lord.evaluation.inception import load_inception
 
-    fid = diversity = None
-    try:
-        inception = load_inception(device=device)
-    except UserError as error:
-        warn(f"fid is left null: {error}")
-    else:
-        if len(source) >= 2:
-            progress("fid")
-            fid = frechet_inception_distance(translate, load_images, source, reference, inception,
-                                             min(batch_size, 64))
-        else:
-            warn("fid is left null: it needs two translation pairs or more")
+    families = {}
+    for name, load_network in (("fid", load_inception), ("fid_paper", load_paper_inception)):
+        families[name] = None
+        try:
+            network = load_network(device=device)
+        except UserError as error:
+            warn(f"{name} is left null: {error}")
+            continue
+        if len(source) < 2:
+            warn(f"{name} is left null: it needs two translation pairs or more")
+            continue
+        progress(name.replace("_", " "))
+        families[name] = frechet_inception_distance(translate, load_images, source, reference, network,
+                                                    min(batch_size, 64))
+    families["lpips_diversity"] = None
     if lpips is None:
         warn("lpips_diversity is left null: LPIPS is unavailable (see the LPIPS warning above)")
     if lpips is not None or export is not None:
@@ -462,10 +464,10 @@ def overlord_families(translate, load_images, labels, source, reference, lpips, 
             export.add_diversity(inputs, references, to_uint8(load_images(inputs), channels_first=True),
                                  flat.reshape(*references.shape, *flat.shape[1:]))
 
-        diversity = lpips_diversity(translate, labels, source[:n_inputs], reference[:n_inputs],
-                                    DIVERSITY_REFERENCES, seed + 3, lpips, batch_size,
-                                    record=None if export is None else record)
-    return fid, diversity
+        families["lpips_diversity"] = lpips_diversity(translate, labels, source[:n_inputs], reference[:n_inputs],
+                                                      DIVERSITY_REFERENCES, seed + 3, lpips, batch_size,
+                                                      record=None if export is None else record)
+    return families
 
 
 # -- the printed summary --------------------------------------------------------------------------------
@@ -522,6 +524,6 @@ def summary(result, code_source, n_images, n_labels, overlord, seconds):
             f"the classifier on held-out real images {number(translation['classifier_accuracy'])}"
         )
     if overlord:
-        lines.append(f"fid {number(result['fid'])} (lower is better), lpips diversity "
-                     f"{number(result['lpips_diversity'])} (higher is more diverse)")
+        lines.append(f"fid {number(result['fid'])}, fid (the paper's protocol) {number(result['fid_paper'])} "
+                     f"(lower is better), lpips diversity {number(result['lpips_diversity'])} (higher is more diverse)")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ METRIC_COLUMNS = (
     "translation.source_class_accuracy",
     "translation.classifier_accuracy",
     "fid",
+    "fid_paper",
     "lpips_diversity",
 )
 HIDDEN_BY_DEFAULT = ("seed", "version")
