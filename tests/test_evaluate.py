@@ -19,7 +19,7 @@ from lord.evaluation.pairs import GroundTruth, random_of_same_class, sample_pair
 PROBE_KEYS = {"logistic", "mlp", "chance"}
 DISTANCE_KEYS = {"perceptual", "mse", "ssim", "lpips"}
 TOP_KEYS = {"model", "data", "stage", "seed", "version", "class_from_content", "content_from_class",
-            "content_transfer", "reconstruction", "translation", "fid", "fid_paper", "lpips_diversity"}
+            "content_transfer", "reconstruction", "translation", "fid", "fid_paper", "lpips_diversity", "face"}
 WEIGHT_ENVS = ("LORD_INCEPTION_WEIGHTS", "LORD_LPIPS_WEIGHTS", "LORD_ALEXNET_WEIGHTS", "LORD_VGG16_WEIGHTS",
                "LORD_IMAGENET_INCEPTION_WEIGHTS")
 

@@ -282,3 +282,342 @@ def test_the_paper_inception_loads_torchvisions_file_layout(tmp_path, offline, w
     with pytest.raises(UserError, match="LORD_IMAGENET_INCEPTION_WEIGHTS") as error:
         fid_paper.load_paper_inception()
     assert fid_paper.IMAGENET_INCEPTION_WEIGHTS.url in str(error.value) and "could not be downloaded" in str(error.value)
+
+
+# ---------------------------------------------------------------- face metrics
+
+
+def test_the_face_arithmetic():
+    from lord.evaluation.face import angle_error, cosine_distance, landmark_error
+
+    assert angle_error(179.0, -179.0) == pytest.approx(2.0) and angle_error(-170.0, 170.0) == pytest.approx(20.0)
+    assert angle_error(10.0, 370.0) == pytest.approx(0.0) and angle_error(0.0, 180.0) == pytest.approx(180.0)
+    assert np.allclose(angle_error(np.array([30.0, -90.0, 1.0]), np.array([-30.0, 90.0, 1.0])), [60.0, 180.0, 0.0])
+    points = np.random.default_rng(0).random((68, 2)) * 100
+    assert landmark_error(points, points) == 0.0
+    assert landmark_error(points, points + [3.0, 4.0]) == pytest.approx(12.5)
+    vector = np.array([0.6, 0.8, 0.0])
+    assert cosine_distance(vector, 2 * vector) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_distance(vector, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.0)
+    assert cosine_distance(vector, -vector) == pytest.approx(2.0)
+
+
+OFFSETS = np.random.default_rng(1).normal(size=(68, 2)) * 3
+
+
+def bright_square_landmarks(images):
+    """A stand-in landmark detector: 68 points at fixed offsets from the centre of the bright pixels;
+    no face where nothing is bright."""
+    found = []
+    for image in images:
+        rows, columns = np.nonzero(image.max(axis=-1) > 127)
+        found.append(None if len(rows) == 0 else OFFSETS + [columns.mean(), rows.mean()])
+    return found
+
+
+def colour_embeddings(images):
+    """A stand-in embedder: the mean colour, None where the image is dark."""
+    return [None if image.max() <= 127 else image.reshape(-1, 3).mean(axis=0) + 1.0 for image in images]
+
+
+def square_images(positions, size=24, colour=(255, 200, 100)):
+    images = np.zeros((len(positions), size, size, 3), dtype=np.uint8)
+    for image, (row, column) in zip(images, positions):
+        image[row:row + 5, column:column + 5] = colour
+    return images
+
+
+def score(networks, contents, styles, translations):
+    from lord.evaluation.face import FaceMetrics
+
+    metrics = FaceMetrics(networks)
+    count = len(contents)
+    metrics.add_pairs(np.arange(count), np.arange(count) + count, contents, styles, translations)
+    return metrics.result()
+
+
+def test_face_metrics_of_identical_images_are_zero():
+    from lord.evaluation.face import FaceNetworks
+
+    def poses(images):
+        return np.stack([np.full(3, float(image.mean())) for image in images])
+
+    networks = FaceNetworks(bright_square_landmarks, colour_embeddings, poses)
+    images = square_images([(4, 6)] * 5)
+    result = score(networks, images, images, images)
+    assert result == {"landmarks": 0.0, "identity": pytest.approx(0.0, abs=1e-12),
+                      "head_pose": {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}, "n_failed": 0}
+
+
+def test_face_metrics_measure_a_known_shift_and_wrap_angles_around():
+    from lord.evaluation.face import FaceNetworks
+
+    def poses(images):
+        """+179 degrees for a square in the top half, -179 in the bottom half, as yaw, pitch and roll."""
+        rows = [np.nonzero(image.max(axis=-1))[0].mean() for image in images]
+        return np.array([[179.0, -179.0, 10.0] if row < 12 else [-179.0, 179.0, 10.0] for row in rows])
+
+    contents = square_images([(2, 2), (3, 8), (5, 1)])
+    translations = square_images([(2 + 12, 2 + 3), (3 + 12, 8 + 3), (5 + 12, 1 + 3)])
+    styles = square_images([(1, 1)] * 3, colour=(100, 200, 255))
+    result = score(FaceNetworks(bright_square_landmarks, colour_embeddings, poses), contents, styles, translations)
+    assert result["landmarks"] == pytest.approx((12**2 + 3**2) / 2)
+    assert result["head_pose"] == pytest.approx({"yaw": 2.0, "pitch": 2.0, "roll": 0.0})
+    style, translation = (np.array(colour) * 25 / 24**2 + 1 for colour in ((100, 200, 255), (255, 200, 100)))
+    expected_identity = 1 - style @ translation / (np.linalg.norm(style) * np.linalg.norm(translation))
+    assert result["identity"] == pytest.approx(expected_identity) and expected_identity > 0.01
+    assert result["n_failed"] == 0
+
+
+def test_face_metrics_leave_out_pairs_without_a_face_and_detect_each_image_once():
+    from lord.evaluation.face import FaceMetrics, FaceNetworks
+
+    calls = []
+
+    def counted_landmarks(images):
+        calls.append(len(images))
+        return bright_square_landmarks(images)
+
+    blank = np.zeros((1, 24, 24, 3), dtype=np.uint8)
+    square = square_images([(4, 4)])
+    metrics = FaceMetrics(FaceNetworks(landmarks=counted_landmarks))
+    contents = np.concatenate([square, square, blank, square])
+    translations = np.concatenate([square, blank, square, square])
+    metrics.add_pairs(np.array([7, 7, 8, 7]), np.array([1, 2, 3, 4]), contents, contents, translations)
+    metrics.add_pairs(np.array([7]), np.array([5]), square, square, square)
+    assert calls == [2, 4, 1]
+    assert metrics.result() == {"landmarks": 0.0, "identity": None, "head_pose": None, "n_failed": 2}
+    no_faces = FaceMetrics(FaceNetworks(embeddings=colour_embeddings))
+    no_faces.add_pairs(np.array([0]), np.array([1]), square, blank, square)
+    assert no_faces.result() == {"landmarks": None, "identity": None, "head_pose": None, "n_failed": 1}
+
+
+def hopenet_layout():
+    """Keys and shapes of hopenet_robust_alpha1.pkl: torchvision's ResNet-50 trunk without its fc,
+    three 66-bin heads and the unused fc_finetune."""
+    layout = {"conv1.weight": (64, 3, 7, 7)}
+
+    def batch_norm(name, channels):
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"{name}.{part}"] = (channels,)
+
+    batch_norm("bn1", 64)
+    channels = 64
+    for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
+        for block in range(blocks):
+            name = f"layer{stage}.{block}"
+            layout[f"{name}.conv1.weight"] = (width, channels, 1, 1)
+            layout[f"{name}.conv2.weight"] = (width, width, 3, 3)
+            layout[f"{name}.conv3.weight"] = (4 * width, width, 1, 1)
+            for index, size in ((1, width), (2, width), (3, 4 * width)):
+                batch_norm(f"{name}.bn{index}", size)
+            if block == 0:
+                layout[f"{name}.downsample.0.weight"] = (4 * width, channels, 1, 1)
+                batch_norm(f"{name}.downsample.1", 4 * width)
+            channels = 4 * width
+    for head in ("yaw", "pitch", "roll"):
+        layout[f"fc_{head}.weight"], layout[f"fc_{head}.bias"] = (66, 2048), (66,)
+    layout["fc_finetune.weight"], layout["fc_finetune.bias"] = (3, 2051), (3,)
+    return layout
+
+
+def test_hopenet_loads_the_published_key_layout_and_reads_angles_from_bins(tmp_path, offline):
+    from test_evaluation_blocks import fake_weights
+
+    from lord.errors import UserError
+    from lord.evaluation import hopenet
+
+    layout = hopenet_layout()
+    assert len(layout) == 273
+    state = fake_weights(layout)
+    for head, bin_index in (("yaw", 33), ("pitch", 0), ("roll", 65)):
+        state[f"fc_{head}.weight"] = torch.zeros(1).expand(66, 2048)
+        state[f"fc_{head}.bias"] = torch.full((66,), -50.0)
+        state[f"fc_{head}.bias"][bin_index] = 50.0
+    path = tmp_path / hopenet.HOPENET_WEIGHTS.file_name
+    torch.save(state, path)
+    assert path.stat().st_size < 1_000_000
+    estimator = hopenet.load_head_pose(path)
+    assert set(estimator.network.state_dict()) == set(layout) | {
+        key.replace("running_var", "num_batches_tracked") for key in layout if key.endswith("running_var")}
+    angles = estimator(np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8))
+    assert angles.shape == (3, 3) and np.allclose(angles, [[0.0, -99.0, 96.0]] * 3)
+    uniform = hopenet.expected_angle(torch.zeros(2, 66))
+    assert torch.allclose(uniform, torch.full((2,), 32.5 * 3 - 99))
+
+    monkeypatched = dict(state)
+    monkeypatched["module.fc_yaw.bias"] = monkeypatched.pop("fc_yaw.bias")
+    torch.save(monkeypatched, tmp_path / "other.pkl")
+    with pytest.raises(UserError, match=r"missing fc_yaw\.bias; unexpected module\.fc_yaw\.bias"):
+        hopenet.load_head_pose(tmp_path / "other.pkl")
+    with pytest.raises(UserError, match="LORD_HOPENET_WEIGHTS") as error:
+        hopenet.load_head_pose()
+    assert hopenet.HOPENET_WEIGHTS.url in str(error.value)
+
+
+def test_the_head_pose_input_is_that_of_the_authors_transform():
+    from lord.evaluation import hopenet
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    expected = []
+    for image in images:
+        array = np.asarray(Image.fromarray(image).resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255
+        expected.append(((array - np.array(hopenet.IMAGENET_MEAN)) / np.array(hopenet.IMAGENET_STD)).transpose(2, 0, 1))
+    assert np.abs(hopenet.preprocess(images).numpy() - np.stack(expected)).max() < 1e-5
+
+
+class FakeFaceAlignment:
+    """face_alignment's API as the toolkit calls it, on the bright-square stand-in."""
+
+    created = []
+
+    def __init__(self, landmarks_type, network_size=4, device="cuda", flip_input=True, compile=True):
+        self.options = {"landmarks_type": landmarks_type, "device": device, "flip_input": flip_input,
+                        "compile": compile}
+        self.seen = []
+        FakeFaceAlignment.created.append(self)
+
+    def get_landmarks_from_image(self, image):
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
+        self.seen.append(image.copy())
+        (points,) = bright_square_landmarks(image[None])
+        return None if points is None else [points]
+
+
+class FakeMTCNN:
+    def __init__(self, image_size=160, margin=0, device=None):
+        assert (image_size, margin) == (128, 0)
+
+    def __call__(self, images):
+        assert isinstance(images, list) and all(isinstance(image, Image.Image) for image in images)
+        crops = []
+        for image in images:
+            array = np.asarray(image.convert("RGB").resize((128, 128)), dtype=np.float32)
+            crops.append(None if array.max() <= 127 else (torch.from_numpy(array).permute(2, 0, 1) - 127.5) / 128)
+        return crops
+
+
+class FakeFaceNet(torch.nn.Module):
+    offline = False
+
+    def __init__(self, pretrained=None, device=None):
+        super().__init__()
+        assert pretrained == "vggface2"
+        if FakeFaceNet.offline:
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    def forward(self, crops):
+        return torch.nn.functional.normalize(crops.mean(dim=(2, 3)) + 2, dim=1)
+
+
+@pytest.fixture
+def face_libraries(monkeypatch):
+    """Stand-ins for facenet-pytorch and face-alignment, with their APIs."""
+    import enum
+    import sys
+    import types
+
+    aligner = types.ModuleType("face_alignment")
+    aligner.LandmarksType = enum.IntEnum("LandmarksType", {"TWO_D": 1, "TWO_HALF_D": 2, "THREE_D": 3})
+    aligner.FaceAlignment = FakeFaceAlignment
+    facenet = types.ModuleType("facenet_pytorch")
+    facenet.MTCNN, facenet.InceptionResnetV1 = FakeMTCNN, FakeFaceNet
+    monkeypatch.setitem(sys.modules, "face_alignment", aligner)
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", facenet)
+    monkeypatch.setattr(FakeFaceAlignment, "created", [])
+    monkeypatch.setattr(FakeFaceNet, "offline", False)
+
+
+@pytest.fixture
+def no_face_libraries(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+
+
+@pytest.fixture
+def hopenet_file(tmp_path, monkeypatch):
+    from test_evaluation_blocks import fake_weights
+
+    path = tmp_path / "hopenet_robust_alpha1.pkl"
+    torch.save(fake_weights(hopenet_layout()), path)
+    monkeypatch.setenv("LORD_HOPENET_WEIGHTS", str(path))
+    return path
+
+
+def warnings_in(text):
+    return [line for line in text.splitlines() if line.startswith("warning:")]
+
+
+def test_face_networks_without_the_extra_or_their_weights(offline, capsys, monkeypatch, face_libraries, tmp_path):
+    import sys
+
+    from lord.evaluation.face import load_face_networks
+
+    networks = load_face_networks(torch.device("cpu"))
+    assert networks.landmarks is not None and networks.embeddings is not None and networks.head_poses is None
+    assert FakeFaceAlignment.created[0].options == {"landmarks_type": 1, "device": "cpu", "flip_input": False,
+                                                   "compile": False}
+    (warning,) = warnings_in(capsys.readouterr().err)
+    assert warning.startswith("warning: face.head_pose is left null") and "LORD_HOPENET_WEIGHTS" in warning
+
+    monkeypatch.setattr(FakeFaceNet, "offline", True)
+    networks = load_face_networks(torch.device("cpu"))
+    assert networks.embeddings is None and networks.landmarks is not None
+    identity, head_pose = warnings_in(capsys.readouterr().err)
+    assert identity.startswith("warning: face.identity is left null: facenet-pytorch could not load its networks")
+    assert "Temporary failure in name resolution" in identity and str(tmp_path / "torch-home") in identity
+
+    monkeypatch.setitem(sys.modules, "face_alignment", None)
+    assert load_face_networks(torch.device("cpu")) is None
+    (warning,) = warnings_in(capsys.readouterr().err)
+    assert warning.startswith("warning: face is left null") and "pip install -e .[face-metrics]" in warning
+
+
+def test_evaluate_leaves_face_null_with_one_warning_without_the_extra(lord_base, offline, fast_classifier,
+                                                                      no_face_libraries, run_cli, tmp_path):
+    common = ["-bd", lord_base, "--device", "cpu", "evaluate", "-mn", "tiny", "--n-pairs", "8"]
+    plain = run_cli(*common, "-dn", "syn", "--output", tmp_path / "plain.json")
+    assert plain.code == 0, plain
+    assert json.loads((tmp_path / "plain.json").read_text())["face"] is None
+    assert not any(line.startswith("warning: face") for line in warnings_in(plain.err))
+    asked = run_cli(*common, "-dn", "syn", "--face", "--output", tmp_path / "asked.json")
+    assert asked.code == 0, asked
+    result = json.loads((tmp_path / "asked.json").read_text())
+    assert result["face"] is None and set(result) == set(json.loads((tmp_path / "plain.json").read_text()))
+    face_warnings = [line for line in warnings_in(asked.err) if line.startswith("warning: face")]
+    assert len(face_warnings) == 1 and "pip install -e .[face-metrics]" in face_warnings[0]
+    assert len(warnings_in(asked.err)) == len(warnings_in(plain.err)) + 1
+
+    paths = BaseDir(lord_base)
+    syn = store.load(paths.data_path("syn"))
+    store.save(paths.data_path("syn-people"),
+               store.make_dataset(syn.imgs, syn.classes, syn.contents, n_classes=syn.n_classes, identity=syn.classes))
+    people = run_cli(*common, "-dn", "syn-people", "--output", tmp_path / "people.json")
+    assert people.code == 0, people
+    assert len([line for line in warnings_in(people.err) if "face is left null" in line]) == 1
+
+
+def test_evaluate_scores_the_face_metrics_on_the_exported_pixels(lord_base, offline, fast_classifier, face_libraries,
+                                                                 hopenet_file, run_cli, tmp_path):
+    export = tmp_path / "exported"
+    cli = run_cli("-bd", lord_base, "--device", "cpu", "evaluate", "-mn", "tiny", "-dn", "syn", "--face",
+                  "--n-pairs", "8", "--output", tmp_path / "result.json", "--export", export)
+    assert cli.code == 0, cli
+    assert not any(line.startswith("warning: face") for line in warnings_in(cli.err))
+    assert "face metrics (lower is better): landmarks" in cli.out
+    face = json.loads((tmp_path / "result.json").read_text())["face"]
+    assert set(face) == {"landmarks", "identity", "head_pose", "n_failed"}
+    assert set(face["head_pose"]) == {"yaw", "pitch", "roll"}
+    assert isinstance(face["n_failed"], int) and 0 <= face["n_failed"] < 8
+    assert face["landmarks"] >= 0 and 0 <= face["identity"] <= 2
+    assert all(0 <= angle <= 180 for angle in face["head_pose"].values())
+
+    index = json.loads((export / "index.json").read_text())
+    (aligner,) = FakeFaceAlignment.created
+    translations = [read_png(export / pair["translation_file"]) for pair in index["pairs"]]
+    contents = {pair["content"]: read_png(export / pair["content_file"]) for pair in index["pairs"]}
+    seen = aligner.seen
+    assert len(seen) == len(contents) + len(translations)
+    assert all(np.array_equal(a, b) for a, b in zip(seen[:len(contents)], contents.values()))
+    assert all(np.array_equal(a, b) for a, b in zip(seen[len(contents):], translations))

@@ -32,6 +32,7 @@ from lord.evaluation.distances import (
     NAMES as DISTANCE_NAMES, ImageDistances, RunningMeans, load_lpips_or_none, load_perceptual, usable_on, warn,
 )
 from lord.evaluation.export import TranslationExport, check_export_dir
+from lord.evaluation.face import FaceMetrics, is_face_data, load_face_networks
 from lord.evaluation.pairs import random_of_same_class, sample_pairs
 from lord.model import STAGES, arch_of, completed_stages, load_stage, read_config
 from lord.training.common import dataset_fingerprint
@@ -43,7 +44,7 @@ MAX_RECONSTRUCTIONS = 10000
 DIVERSITY_REFERENCES = 10
 BATCH_PIXELS = 2**22
 FAMILIES = ("class_from_content", "content_from_class", "content_transfer", "reconstruction", "translation",
-            "fid", "fid_paper", "lpips_diversity")
+            "fid", "fid_paper", "lpips_diversity", "face")
 
 
 def batch_size_for(img_shape):
@@ -303,7 +304,7 @@ def open_inputs(base, model_name, data_name, stage):
 
 
 def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=DEFAULT_N_PAIRS, seed=0,
-             device="auto", quiet=False, export=None):
+             device="auto", quiet=False, export=None, face=False):
     """Evaluate a model's `stage` (default: its latest completed stage) on preprocessed data.
 
     Returns and writes (atomically, to `output` or to the model directory's
@@ -312,7 +313,9 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     class_from_content / content_from_class: {logistic, mlp, chance} (probe accuracies);
     content_transfer: {perceptual, mse, ssim, lpips, baseline_unchanged: {...}, baseline_random_same_class:
     {...}, n_pairs}; reconstruction: {perceptual, mse}; translation: {target_class_accuracy,
-    source_class_accuracy, classifier_accuracy}; fid, fid_paper and lpips_diversity (OverLORD): numbers.
+    source_class_accuracy, classifier_accuracy}; fid, fid_paper and lpips_diversity (OverLORD): numbers;
+    face (face data, or any data with `face`): {landmarks, identity, head_pose: {yaw, pitch, roll},
+    n_failed} (lord.evaluation.face).
     With `export` (a directory), the scored translations are also written there as PNG files with an
     index (see lord.evaluation.export).
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
@@ -343,7 +346,7 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     with contextlib.ExitStack() as stack:
         exporter = None if export_dir is None else stack.enter_context(TranslationExport(export_dir, labels))
         result.update(metric_families(codes, images, labels, dataset.contents, overlord, distances, n_pairs, seed,
-                                      batch_size, quiet, export=exporter))
+                                      batch_size, quiet, export=exporter, face=face or is_face_data(dataset)))
         if exporter is not None:
             attribute = config["labeled_attribute"] if overlord else "classes"
             exporter.commit(dict(result, evaluation=str(output), labeled_attribute=attribute,
@@ -378,9 +381,9 @@ def each_translated_batch(translate, load_images, source, reference, batch_size,
 
 
 def metric_families(codes, images, labels, contents, overlord, distances, n_pairs, seed, batch_size, quiet,
-                    export=None):
-    """Every family of FAMILIES, None where it does not apply; `export` (a TranslationExport) receives
-    the translated pairs and diversity sets."""
+                    export=None, face=False):
+    """Every family of FAMILIES, None where it does not apply (`face` says whether the face metrics
+    do); `export` (a TranslationExport) receives the translated pairs and diversity sets."""
     device = images.device
 
     def load_images(indices):
@@ -422,9 +425,17 @@ def metric_families(codes, images, labels, contents, overlord, distances, n_pair
                                                             batch_size)
     families["translation"] = {"target_class_accuracy": target_accuracy, "source_class_accuracy": source_accuracy,
                                "classifier_accuracy": classifier_accuracy}
-    if export is not None:
-        progress("export")
-        each_translated_batch(translate, load_images, source, reference, batch_size, [export])
+    face_metrics = None
+    if face:
+        networks = load_face_networks(device)
+        face_metrics = None if networks is None else FaceMetrics(networks)
+    consumers = {"face metrics": face_metrics, "export": export}
+    consumers = {name: consumer for name, consumer in consumers.items() if consumer is not None}
+    if consumers:
+        progress(" and ".join(consumers))
+        each_translated_batch(translate, load_images, source, reference, batch_size, list(consumers.values()))
+    if face_metrics is not None:
+        families["face"] = face_metrics.result()
     if overlord:
         families.update(overlord_families(translate, load_images, labels, source, reference, distances.lpips, seed,
                                           device, batch_size, progress, export))
@@ -523,6 +534,12 @@ def summary(result, code_source, n_images, n_labels, overlord, seconds):
             f"(higher is better), as A's class {number(translation['source_class_accuracy'])} (lower is better); "
             f"the classifier on held-out real images {number(translation['classifier_accuracy'])}"
         )
+    face = result["face"]
+    if face is not None:
+        poses = face["head_pose"] or dict.fromkeys(("yaw", "pitch", "roll"))
+        lines.append(f"face metrics (lower is better): landmarks {number(face['landmarks'])}, identity "
+                     f"{number(face['identity'])}, head pose yaw {number(poses['yaw'])} pitch "
+                     f"{number(poses['pitch'])} roll {number(poses['roll'])}; {face['n_failed']} pairs without a face")
     if overlord:
         lines.append(f"fid {number(result['fid'])}, fid (the paper's protocol) {number(result['fid_paper'])} "
                      f"(lower is better), lpips diversity {number(result['lpips_diversity'])} (higher is more diverse)")

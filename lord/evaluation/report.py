@@ -33,6 +33,10 @@ METRIC_COLUMNS = (
     "fid",
     "fid_paper",
     "lpips_diversity",
+    "face.landmarks",
+    "face.identity",
+    *(f"face.head_pose.{angle}" for angle in ("yaw", "pitch", "roll")),
+    "face.n_failed",
 )
 HIDDEN_BY_DEFAULT = ("seed", "version")
 FORMATS = ("markdown", "csv")
