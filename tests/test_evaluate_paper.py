@@ -281,7 +281,8 @@ def test_the_paper_inception_loads_torchvisions_file_layout(tmp_path, offline, w
         fid_paper.load_paper_inception(community, download=False)
     with pytest.raises(UserError, match="LORD_IMAGENET_INCEPTION_WEIGHTS") as error:
         fid_paper.load_paper_inception()
-    assert fid_paper.IMAGENET_INCEPTION_WEIGHTS.url in str(error.value) and "could not be downloaded" in str(error.value)
+    assert fid_paper.IMAGENET_INCEPTION_WEIGHTS.url in str(error.value)
+    assert "could not be downloaded" in str(error.value)
 
 
 # ---------------------------------------------------------------- face metrics

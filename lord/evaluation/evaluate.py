@@ -467,7 +467,7 @@ def overlord_families(translate, load_images, labels, source, reference, lpips, 
     if lpips is None:
         warn("lpips_diversity is left null: LPIPS is unavailable (see the LPIPS warning above)")
     if lpips is not None or export is not None:
-        progress("lpips diversity")
+        progress("lpips diversity" if lpips is not None else "diversity translations for the export")
         n_inputs = max(1, len(source) // DIVERSITY_REFERENCES)
 
         def record(inputs, references, outputs):
