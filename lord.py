@@ -135,7 +135,7 @@ def cmd_evaluate(args):
 
     evaluate(
         args.base_dir, args.model_name, args.data_name, stage=args.stage, output=args.output, n_pairs=args.n_pairs,
-        seed=args.seed, device=args.device, quiet=args.quiet,
+        seed=args.seed, device=args.device, quiet=args.quiet, export=args.export, face=args.face,
     )
 
 
@@ -254,6 +254,12 @@ def build_parser():
                      help="where to write the result (default: the model dir's evaluation-<data>-<stage>.json)")
     sub.add_argument("--n-pairs", type=positive_int, default=1000, metavar="N",
                      help="translation pairs for content transfer, translation accuracy and FID (default: 1000)")
+    sub.add_argument("--export", metavar="DIR",
+                     help="also write the scored translations and their source images as PNG files in DIR (a new "
+                          "or empty directory), in the layout of the OverLORD evaluation scripts, with index.json")
+    sub.add_argument("--face", action="store_true",
+                     help="also score the face metrics on data that is not a face set (they are scored on celeba, "
+                          "rafd, ffhq and celebahq data anyway)")
     sub.set_defaults(run=cmd_evaluate)
 
     sub = commands.add_parser("report", help="gather evaluation results into one table (markdown or CSV)")

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # OverLORD (ICCV 2021), CelebA identity at 128x128: the labelled attribute is the person. Preprocess
 # (optionally a random subset of the people), hold out 10% of the images, train the three stages
-# with the paper preset `overlord-celeba`, and evaluate the final model on the held-out images.
+# with the paper preset `overlord-celeba`, and evaluate the final model on the held-out images. The
+# table shows the paper's columns first (the face metrics: landmarks, identity, head pose; FID under
+# the paper's protocol), then the toolkit's. The face metrics need `pip install -e .[face-metrics]`
+# and the Hopenet weights (the README's Evaluation section).
 set -euo pipefail
 USAGE="usage: $0 CELEBA_DIR
    or: CELEBA_DIR=... $0
@@ -28,4 +31,4 @@ for seed in $SEEDS; do
     train_stage train-synthesis "$model" celeba-128-train "$seed"
     evaluate "$model" celeba-128-test synthesis "$seed" "$results"
 done
-report "$results" --columns fid,lpips_diversity,translation,reconstruction,class_from_content
+report "$results" --columns face,fid_paper --columns translation,lpips_diversity,fid,reconstruction,class_from_content

@@ -19,8 +19,9 @@ from lord.evaluation.pairs import GroundTruth, random_of_same_class, sample_pair
 PROBE_KEYS = {"logistic", "mlp", "chance"}
 DISTANCE_KEYS = {"perceptual", "mse", "ssim", "lpips"}
 TOP_KEYS = {"model", "data", "stage", "seed", "version", "class_from_content", "content_from_class",
-            "content_transfer", "reconstruction", "translation", "fid", "lpips_diversity"}
-WEIGHT_ENVS = ("LORD_INCEPTION_WEIGHTS", "LORD_LPIPS_WEIGHTS", "LORD_ALEXNET_WEIGHTS", "LORD_VGG16_WEIGHTS")
+            "content_transfer", "reconstruction", "translation", "fid", "fid_paper", "lpips_diversity", "face"}
+WEIGHT_ENVS = ("LORD_INCEPTION_WEIGHTS", "LORD_LPIPS_WEIGHTS", "LORD_ALEXNET_WEIGHTS", "LORD_VGG16_WEIGHTS",
+               "LORD_IMAGENET_INCEPTION_WEIGHTS")
 
 
 @pytest.fixture
@@ -280,13 +281,15 @@ def test_fid_and_lpips_diversity_with_stand_in_feature_networks(synthetic):
 def stand_in_weights(directory, monkeypatch):
     """Files with the official layouts of every feature network, filled with constants: they
     exercise the loading and the code paths, not the numbers."""
+    from test_evaluate_paper import torchvision_inception_layout
     from test_evaluation_blocks import (
         ALEXNET_LAYOUT, LPIPS_LAYOUTS, VGG16_LAYOUT, fake_weights, official_inception_layout,
     )
 
     files = {"LORD_VGG16_WEIGHTS": ("vgg16.pth", VGG16_LAYOUT), "LORD_ALEXNET_WEIGHTS": ("alexnet.pth", ALEXNET_LAYOUT),
              "LORD_LPIPS_WEIGHTS": ("alex.pth", LPIPS_LAYOUTS["alex"]),
-             "LORD_INCEPTION_WEIGHTS": ("inception.pth", official_inception_layout())}
+             "LORD_INCEPTION_WEIGHTS": ("inception.pth", official_inception_layout()),
+             "LORD_IMAGENET_INCEPTION_WEIGHTS": ("imagenet-inception.pth", torchvision_inception_layout())}
     directory.mkdir()
     for env, (name, layout) in files.items():
         torch.save(fake_weights(layout), directory / name)
@@ -306,14 +309,17 @@ def test_overlord_families_null_without_weights_and_filled_with_them(synthetic32
     assert cli.code == 0, cli
     result = json.loads((BaseDir(base).model_dir("over") / "evaluation-syn32-latent.json").read_text())
     check_shape(result, "over", "syn32", "latent")
-    assert result["fid"] is None and result["lpips_diversity"] is None
+    assert result["fid"] is None and result["fid_paper"] is None and result["lpips_diversity"] is None
     assert result["content_transfer"] is not None and result["class_from_content"] is not None
     assert any("fid is left null" in line and "LORD_INCEPTION_WEIGHTS" in line for line in cli.err_lines)
+    paper_warnings = [line for line in cli.err_lines if "fid_paper" in line]
+    assert len(paper_warnings) == 1 and paper_warnings[0].startswith("warning: fid_paper is left null")
+    assert "LORD_IMAGENET_INCEPTION_WEIGHTS" in paper_warnings[0]
     assert any("lpips_diversity is left null" in line for line in cli.err_lines)
 
     stand_in_weights(tmp_path / "weights", monkeypatch)
     filled = evaluation.evaluate(base, "over", "syn32", n_pairs=8, device="cpu", quiet=True)
     check_shape(filled, "over", "syn32", "amortized")
-    numbers = [filled["fid"], filled["lpips_diversity"], filled["reconstruction"]["perceptual"],
+    numbers = [filled["fid"], filled["fid_paper"], filled["lpips_diversity"], filled["reconstruction"]["perceptual"],
                *(filled["content_transfer"][name] for name in ("perceptual", "lpips"))]
     assert all(isinstance(value, float) and np.isfinite(value) for value in numbers)

@@ -103,3 +103,27 @@ def test_synthetic_script_trains_the_reference_without_noise_and_decay(tmp_path)
     assert "content_std=0" in trains["syn-no-regularisation-s0"]
     assert "content_std=0" not in trains["syn-lord-s0"]
     assert "train.n_epochs=3" in trains["syn-lord-s0"]
+
+
+@pytest.mark.parametrize("name", [name for name in SCRIPTS if name.startswith("overlord")])
+def test_overlord_tables_show_the_papers_columns_first(name, tmp_path):
+    from conftest import CLI
+    from lord.evaluation.report import format_table
+
+    directories = []
+    for variable in SCRIPTS[name]:
+        directories.append(tmp_path / variable.lower())
+        directories[-1].mkdir()
+    result, commands = run_script(name, [str(path) for path in directories], tmp_path)
+    assert result.returncode == 0, result.stderr
+    columns = CLI.build_parser().parse_args(commands[-1]).columns
+    empty = {"model": "m", "data": "d", "stage": "synthesis", "seed": 0, "version": "1"}
+    header = format_table([empty], columns=columns).splitlines()[0]
+    shown = [cell.strip() for cell in header.split("|")[1:-1]][3:]
+    if name == "overlord_celeba_identity.sh":
+        assert shown[:7] == ["face.landmarks", "face.identity", "face.head_pose.yaw", "face.head_pose.pitch",
+                             "face.head_pose.roll", "face.n_failed", "fid_paper"]
+    else:
+        assert shown[:5] == ["fid_paper", "translation.target_class_accuracy", "translation.source_class_accuracy",
+                             "translation.classifier_accuracy", "lpips_diversity"]
+    assert "fid" in shown and "class_from_content.mlp" in shown

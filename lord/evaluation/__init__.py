@@ -17,11 +17,15 @@ Metric families of an evaluation result and their direction:
   how far the classifier itself can be trusted.
 - fid (inception.py, frechet.py): Fréchet Inception distance between translations and real images
   of the target label; lower is better.
+- fid_paper (fid_paper.py, pil_resize.py): the same distance under the protocol of the OverLORD
+  paper's code (torchvision's ImageNet InceptionV3, Pillow resizing, ImageNet normalisation); not
+  comparable with fid.
 - lpips_diversity (lpips.py): mean pairwise LPIPS between translations of one input to one label
   with different references; higher is more diverse.
 
 evaluate.py computes them all for one model, stage and data set (`lord.py evaluate`), with pairs.py
 (which images are translated), distances.py (per-image distances and their feature networks) and
-classifier.py (the classifier behind translation accuracy). report.py turns evaluation JSON files
+classifier.py (the classifier behind translation accuracy); export.py writes the scored
+translations as image files (`evaluate --export`). report.py turns evaluation JSON files
 into one markdown or CSV table (`lord.py report`).
 """

@@ -7,10 +7,11 @@ label and correlated code of B. Everything after that works on image indices: a 
 G(content of A, class of B), generated in batches on the device.
 
 The result is one JSON object of fixed shape (see `evaluate`); a family that does not apply to the
-data or the model is null. Metrics that need published weights (perceptual, LPIPS, FID) are null
-with a warning when the weights cannot be had, never computed with random weights.
+data or the model is null. Metrics that need published weights (perceptual, LPIPS, both FIDs) are
+null with a warning when the weights cannot be had, never computed with random weights.
 """
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -30,17 +31,20 @@ from lord.evaluation.classifier import train_classifier
 from lord.evaluation.distances import (
     NAMES as DISTANCE_NAMES, ImageDistances, RunningMeans, load_lpips_or_none, load_perceptual, usable_on, warn,
 )
+from lord.evaluation.export import TranslationExport, check_export_dir
+from lord.evaluation.face import FaceMetrics, is_face_data, load_face_networks
 from lord.evaluation.pairs import random_of_same_class, sample_pairs
 from lord.model import STAGES, arch_of, completed_stages, load_stage, read_config
 from lord.training.common import is_training_data
 from lord.training.data import DeviceImages, resolve_device
+from lord.visualize import to_uint8
 
 DEFAULT_N_PAIRS = 1000
 MAX_RECONSTRUCTIONS = 10000
 DIVERSITY_REFERENCES = 10
 BATCH_PIXELS = 2**22
 FAMILIES = ("class_from_content", "content_from_class", "content_transfer", "reconstruction", "translation",
-            "fid", "lpips_diversity")
+            "fid", "fid_paper", "lpips_diversity", "face")
 
 
 def batch_size_for(img_shape):
@@ -209,20 +213,27 @@ def frechet_inception_distance(translate, load_images, source, reference, incept
                                     *frechet.statistics(np.concatenate(real)))
 
 
-@torch.no_grad()
-def lpips_diversity(translate, labels, source, target_rows, n_references, seed, lpips, batch_size):
-    """Mean pairwise LPIPS between translations of one input to one label with `n_references`
-    different random references of that label, averaged over the inputs.
-
-    `target_rows` are images whose label is the target of each input; the references are drawn
-    among the images of that label.
-    """
+def diversity_references(labels, target_rows, n_references, seed):
+    """(len(target_rows), n_references) seeded random images, row i drawn among the images whose
+    label is that of target_rows[i]."""
     labels = np.asarray(labels, dtype=np.int64)
     order = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[order], labels[target_rows], side="left")
     counts = np.searchsorted(labels[order], labels[target_rows], side="right") - starts
-    draws = np.random.default_rng(seed).random((len(source), n_references))
-    references = order[starts[:, None] + np.floor(draws * counts[:, None]).astype(np.int64)]
+    draws = np.random.default_rng(seed).random((len(target_rows), n_references))
+    return order[starts[:, None] + np.floor(draws * counts[:, None]).astype(np.int64)]
+
+
+@torch.no_grad()
+def lpips_diversity(translate, labels, source, target_rows, n_references, seed, lpips, batch_size, record=None):
+    """Mean pairwise LPIPS between translations of one input to one label with `n_references`
+    different random references of that label, averaged over the inputs.
+
+    `target_rows` are images whose label is the target of each input; the references are drawn
+    among the images of that label. `record(inputs, references, translations)`, when given, sees
+    every batch of translations ((N, K, C, H, W)); with `lpips` None nothing is scored (None).
+    """
+    references = diversity_references(labels, target_rows, n_references, seed)
     first, second = np.triu_indices(n_references, k=1)
     total, count = 0.0, 0
     inputs_per_batch = max(1, batch_size // n_references)
@@ -230,6 +241,10 @@ def lpips_diversity(translate, labels, source, target_rows, n_references, seed, 
         inputs = np.repeat(source[rows], n_references)
         outputs = translate(inputs, references[rows].reshape(-1))
         outputs = outputs.reshape(-1, n_references, *outputs.shape[1:])
+        if record is not None:
+            record(source[rows], references[rows], outputs)
+        if lpips is None:
+            continue
         a = outputs[:, first].reshape(-1, *outputs.shape[2:])
         b = outputs[:, second].reshape(-1, *outputs.shape[2:])
         for pair_rows in chunks(len(a), batch_size):
@@ -280,7 +295,7 @@ def open_inputs(base, model_name, data_name, stage):
 
 
 def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=DEFAULT_N_PAIRS, seed=0,
-             device="auto", quiet=False):
+             device="auto", quiet=False, export=None, face=False):
     """Evaluate a model's `stage` (default: its latest completed stage) on preprocessed data.
 
     Returns and writes (atomically, to `output` or to the model directory's
@@ -289,7 +304,11 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     class_from_content / content_from_class: {logistic, mlp, chance} (probe accuracies);
     content_transfer: {perceptual, mse, ssim, lpips, baseline_unchanged: {...}, baseline_random_same_class:
     {...}, n_pairs}; reconstruction: {perceptual, mse}; translation: {target_class_accuracy,
-    source_class_accuracy, classifier_accuracy}; fid and lpips_diversity (OverLORD): numbers.
+    source_class_accuracy, classifier_accuracy}; fid, fid_paper and lpips_diversity (OverLORD): numbers;
+    face (face data, or any data with `face`): {landmarks, identity, head_pose: {yaw, pitch, roll},
+    n_failed} (lord.evaluation.face).
+    With `export` (a directory), the scored translations are also written there as PNG files with an
+    index (see lord.evaluation.export).
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
     """
     started = time.perf_counter()
@@ -300,11 +319,13 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     output = Path(output) if output is not None else default_output(base, model_name, data_name, stage)
     if output.is_dir():
         raise UserError(f"--output must be a file path, {output} is a directory")
+    overlord = arch_of(config) == "overlord"
+    labels = dataset.label(config["labeled_attribute"])[0] if overlord else dataset.classes
+    export_dir = None if export is None else check_export_dir(export, len(np.unique(labels)))
 
     device = resolve_device(device)
     batch_size = batch_size_for(dataset.img_shape)
     images = DeviceImages(dataset.imgs, device, channels_last=False)
-    overlord = arch_of(config) == "overlord"
     build = overlord_codes if overlord else lord_codes
     codes = build(model_dir, config, stage, dataset, images, stage == "latent", batch_size, quiet)
     distances = ImageDistances(
@@ -312,20 +333,48 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
                   dataset.img_shape, device),
         usable_on(load_lpips_or_none(device), "LPIPS", dataset.img_shape, device),
     )
-    labels = dataset.label(config["labeled_attribute"])[0] if overlord else dataset.classes
     result = {"model": model_name, "data": data_name, "stage": stage, "seed": seed, "version": lord.__version__}
-    result.update(metric_families(codes, images, labels, dataset.contents, overlord, distances, n_pairs, seed,
-                                  batch_size, quiet))
+    with contextlib.ExitStack() as stack:
+        exporter = None if export_dir is None else stack.enter_context(TranslationExport(export_dir, labels))
+        result.update(metric_families(codes, images, labels, dataset.contents, overlord, distances, n_pairs, seed,
+                                      batch_size, quiet, export=exporter, face=face or is_face_data(dataset)))
+        if exporter is not None:
+            attribute = config["labeled_attribute"] if overlord else "classes"
+            exporter.commit(dict(result, evaluation=str(output), labeled_attribute=attribute,
+                                 label_names=label_names(dataset, attribute)))
     atomic_write_json(output, result)
     if not quiet:
         print(summary(result, codes.source, len(dataset), len(np.unique(labels)), overlord,
                       time.perf_counter() - started))
+        if export_dir is not None:
+            print(f"exported the translations to {export_dir}")
         print(f"wrote {output}")
     return result
 
 
-def metric_families(codes, images, labels, contents, overlord, distances, n_pairs, seed, batch_size, quiet):
-    """Every family of FAMILIES, None where it does not apply."""
+def label_names(dataset, attribute):
+    """The names of the label values where the data has them (`class_names`, `<label>_names`), else None."""
+    names = dataset.extras.get("class_names" if attribute == "classes" else f"{attribute}_names")
+    return None if names is None else [str(name) for name in np.asarray(names).tolist()]
+
+
+@torch.no_grad()
+def each_translated_batch(translate, load_images, source, reference, batch_size, consumers):
+    """One pass over the pairs (A, B): every consumer's `add_pairs(a, b, contents, styles, translations)`
+    sees each batch as uint8 (N, H, W, C) images, rounded as the toolkit's PNG files are."""
+    for rows in chunks(len(source), batch_size):
+        a, b = source[rows], reference[rows]
+        translations = to_uint8(translate(a, b), channels_first=True)
+        contents = to_uint8(load_images(a), channels_first=True)
+        styles = to_uint8(load_images(b), channels_first=True)
+        for consumer in consumers:
+            consumer.add_pairs(a, b, contents, styles, translations)
+
+
+def metric_families(codes, images, labels, contents, overlord, distances, n_pairs, seed, batch_size, quiet,
+                    export=None, face=False):
+    """Every family of FAMILIES, None where it does not apply (`face` says whether the face metrics
+    do); `export` (a TranslationExport) receives the translated pairs and diversity sets."""
     device = images.device
 
     def load_images(indices):
@@ -367,37 +416,60 @@ def metric_families(codes, images, labels, contents, overlord, distances, n_pair
                                                             batch_size)
     families["translation"] = {"target_class_accuracy": target_accuracy, "source_class_accuracy": source_accuracy,
                                "classifier_accuracy": classifier_accuracy}
+    face_metrics = None
+    if face:
+        networks = load_face_networks(device)
+        face_metrics = None if networks is None else FaceMetrics(networks)
+    consumers = {"face metrics": face_metrics, "export": export}
+    consumers = {name: consumer for name, consumer in consumers.items() if consumer is not None}
+    if consumers:
+        progress(" and ".join(consumers))
+        each_translated_batch(translate, load_images, source, reference, batch_size, list(consumers.values()))
+    if face_metrics is not None:
+        families["face"] = face_metrics.result()
     if overlord:
-        families["fid"], families["lpips_diversity"] = overlord_families(
-            translate, load_images, labels, source, reference, distances.lpips, seed, device, batch_size, progress
-        )
+        families.update(overlord_families(translate, load_images, labels, source, reference, distances.lpips, seed,
+                                          device, batch_size, progress, export))
     return families
 
 
-def overlord_families(translate, load_images, labels, source, reference, lpips, seed, device, batch_size, progress):
-    """(fid, lpips_diversity) of an OverLORD model; each None with a warning without its weights."""
+def overlord_families(translate, load_images, labels, source, reference, lpips, seed, device, batch_size, progress,
+                      export=None):
+    """{fid, fid_paper, lpips_diversity} of an OverLORD model; each None with a warning without its
+    weights. The diversity translations go to `export` too, scored or not."""
+    from lord.evaluation.fid_paper import load_paper_inception
     from lord.evaluation.inception import load_inception
 
-    fid = diversity = None
-    try:
-        inception = load_inception(device=device)
-    except UserError as error:
-        warn(f"fid is left null: {error}")
-    else:
-        if len(source) >= 2:
-            progress("fid")
-            fid = frechet_inception_distance(translate, load_images, source, reference, inception,
-                                             min(batch_size, 64))
-        else:
-            warn("fid is left null: it needs two translation pairs or more")
-    if lpips is not None:
-        progress("lpips diversity")
-        n_inputs = max(1, len(source) // DIVERSITY_REFERENCES)
-        diversity = lpips_diversity(translate, labels, source[:n_inputs], reference[:n_inputs],
-                                    DIVERSITY_REFERENCES, seed + 3, lpips, batch_size)
-    else:
+    families = {}
+    for name, load_network in (("fid", load_inception), ("fid_paper", load_paper_inception)):
+        families[name] = None
+        try:
+            network = load_network(device=device)
+        except UserError as error:
+            warn(f"{name} is left null: {error}")
+            continue
+        if len(source) < 2:
+            warn(f"{name} is left null: it needs two translation pairs or more")
+            continue
+        progress(name.replace("_", " "))
+        families[name] = frechet_inception_distance(translate, load_images, source, reference, network,
+                                                    min(batch_size, 64))
+    families["lpips_diversity"] = None
+    if lpips is None:
         warn("lpips_diversity is left null: LPIPS is unavailable (see the LPIPS warning above)")
-    return fid, diversity
+    if lpips is not None or export is not None:
+        progress("lpips diversity" if lpips is not None else "diversity translations for the export")
+        n_inputs = max(1, len(source) // DIVERSITY_REFERENCES)
+
+        def record(inputs, references, outputs):
+            flat = to_uint8(outputs.flatten(0, 1), channels_first=True)
+            export.add_diversity(inputs, references, to_uint8(load_images(inputs), channels_first=True),
+                                 flat.reshape(*references.shape, *flat.shape[1:]))
+
+        families["lpips_diversity"] = lpips_diversity(translate, labels, source[:n_inputs], reference[:n_inputs],
+                                                      DIVERSITY_REFERENCES, seed + 3, lpips, batch_size,
+                                                      record=None if export is None else record)
+    return families
 
 
 # -- the printed summary --------------------------------------------------------------------------------
@@ -453,7 +525,13 @@ def summary(result, code_source, n_images, n_labels, overlord, seconds):
             f"(higher is better), as A's class {number(translation['source_class_accuracy'])} (lower is better); "
             f"the classifier on held-out real images {number(translation['classifier_accuracy'])}"
         )
+    face = result["face"]
+    if face is not None:
+        poses = face["head_pose"] or dict.fromkeys(("yaw", "pitch", "roll"))
+        lines.append(f"face metrics (lower is better): landmarks {number(face['landmarks'])}, identity "
+                     f"{number(face['identity'])}, head pose yaw {number(poses['yaw'])} pitch "
+                     f"{number(poses['pitch'])} roll {number(poses['roll'])}; {face['n_failed']} pairs without a face")
     if overlord:
-        lines.append(f"fid {number(result['fid'])} (lower is better), lpips diversity "
-                     f"{number(result['lpips_diversity'])} (higher is more diverse)")
+        lines.append(f"fid {number(result['fid'])}, fid (the paper's protocol) {number(result['fid_paper'])} "
+                     f"(lower is better), lpips diversity {number(result['lpips_diversity'])} (higher is more diverse)")
     return "\n".join(lines)

@@ -1,10 +1,13 @@
-"""The InceptionV3 whose 2048-d pool features the community uses for FID.
+"""The InceptionV3 networks whose 2048-d pool features FID is computed from.
 
-FID numbers are only comparable when computed with the same network: the TensorFlow InceptionV3 of
-2015-12-05, published for PyTorch as `pt_inception-2015-12-05-6726825d.pth`. Its module names and
-tensor shapes follow torchvision's Inception3 (without the auxiliary head, with a 1008-way fc), so
-the modules below carry the same names; its blocks differ from torchvision's in their pooling:
-the average pools do not count the padding, and the last block pools its pool branch with a max.
+FID numbers are only comparable when computed with the same network. The community's is the
+TensorFlow InceptionV3 of 2015-12-05, published for PyTorch as `pt_inception-2015-12-05-6726825d.pth`
+(FIDInceptionV3). Its module names and tensor shapes follow torchvision's Inception3 (without the
+auxiliary head, with a 1008-way fc), so the modules below carry the same names; its blocks differ
+from torchvision's in their pooling: the average pools do not count the padding, and the last block
+pools its pool branch with a max. The StarGAN v2 and OverLORD evaluation code uses torchvision's
+own ImageNet InceptionV3 instead (ImageNetInceptionV3, `inception_v3_google-0cc3c7bd.pth`), whose
+average pools count the padding; lord.evaluation.fid_paper holds that protocol.
 """
 
 import torch
@@ -22,6 +25,7 @@ FID_WEIGHTS = WeightFile(
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 N_LOGITS = 1008
+IMAGENET_CLASSES = 1000
 
 
 class BasicConv2d(nn.Module):
@@ -36,14 +40,16 @@ class BasicConv2d(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
-def average_pool(x):
-    """3x3 average over the real pixels only: the border windows do not count the padding."""
-    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+def average_pool(x, pad_counted=False):
+    """3x3 average; by default over the real pixels only (the FID network's border windows do not
+    count the padding, torchvision's do)."""
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=pad_counted)
 
 
 class InceptionA(nn.Module):
-    def __init__(self, in_channels, pool_features):
+    def __init__(self, in_channels, pool_features, pad_counted=False):
         super().__init__()
+        self.pad_counted = pad_counted
         self.branch1x1 = BasicConv2d(in_channels, 64, kernel_size=1)
         self.branch5x5_1 = BasicConv2d(in_channels, 48, kernel_size=1)
         self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
@@ -57,7 +63,7 @@ class InceptionA(nn.Module):
             self.branch1x1(x),
             self.branch5x5_2(self.branch5x5_1(x)),
             self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(average_pool(x)),
+            self.branch_pool(average_pool(x, self.pad_counted)),
         ], dim=1)
 
 
@@ -78,8 +84,9 @@ class InceptionB(nn.Module):
 
 
 class InceptionC(nn.Module):
-    def __init__(self, in_channels, channels_7x7):
+    def __init__(self, in_channels, channels_7x7, pad_counted=False):
         super().__init__()
+        self.pad_counted = pad_counted
         c7 = channels_7x7
         self.branch1x1 = BasicConv2d(in_channels, 192, kernel_size=1)
         self.branch7x7_1 = BasicConv2d(in_channels, c7, kernel_size=1)
@@ -97,7 +104,8 @@ class InceptionC(nn.Module):
         branch7x7dbl = self.branch7x7dbl_1(x)
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             branch7x7dbl = layer(branch7x7dbl)
-        return torch.cat([self.branch1x1(x), branch7x7, branch7x7dbl, self.branch_pool(average_pool(x))], dim=1)
+        return torch.cat([self.branch1x1(x), branch7x7, branch7x7dbl,
+                          self.branch_pool(average_pool(x, self.pad_counted))], dim=1)
 
 
 class InceptionD(nn.Module):
@@ -124,9 +132,10 @@ class InceptionD(nn.Module):
 class InceptionE(nn.Module):
     """`max_pool=True` is the FID network's last block, which max-pools its pool branch."""
 
-    def __init__(self, in_channels, max_pool=False):
+    def __init__(self, in_channels, max_pool=False, pad_counted=False):
         super().__init__()
         self.max_pool = max_pool
+        self.pad_counted = pad_counted
         self.branch1x1 = BasicConv2d(in_channels, 320, kernel_size=1)
         self.branch3x3_1 = BasicConv2d(in_channels, 384, kernel_size=1)
         self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
@@ -143,13 +152,79 @@ class InceptionE(nn.Module):
         if self.max_pool:
             pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
         else:
-            pooled = average_pool(x)
+            pooled = average_pool(x, self.pad_counted)
         return torch.cat([
             self.branch1x1(x),
             self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3),
             self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl),
             self.branch_pool(pooled),
         ], dim=1)
+
+
+class InceptionAux(nn.Module):
+    """torchvision's auxiliary classifier: unused for features, kept so its weight file loads unchanged."""
+
+    def __init__(self, in_channels, n_classes):
+        super().__init__()
+        self.conv0 = BasicConv2d(in_channels, 128, kernel_size=1)
+        self.conv1 = BasicConv2d(128, 768, kernel_size=5)
+        self.fc = nn.Linear(768, n_classes)
+
+
+def pool_features(network, x):
+    """The trunk shared by both networks, from a 299x299 input to the 2048-d mean of the last block."""
+    x = network.Conv2d_2b_3x3(network.Conv2d_2a_3x3(network.Conv2d_1a_3x3(x)))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    x = network.Conv2d_4a_3x3(network.Conv2d_3b_1x1(x))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    for block in (network.Mixed_5b, network.Mixed_5c, network.Mixed_5d, network.Mixed_6a, network.Mixed_6b,
+                  network.Mixed_6c, network.Mixed_6d, network.Mixed_6e, network.Mixed_7a, network.Mixed_7b,
+                  network.Mixed_7c):
+        x = block(x)
+    return x.mean(dim=(2, 3))
+
+
+def add_trunk(network, pad_counted):
+    """The stem and blocks up to Mixed_6e, under torchvision's names (AuxLogits follows them there)."""
+    network.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
+    network.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
+    network.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
+    network.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
+    network.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
+    network.Mixed_5b = InceptionA(192, pool_features=32, pad_counted=pad_counted)
+    network.Mixed_5c = InceptionA(256, pool_features=64, pad_counted=pad_counted)
+    network.Mixed_5d = InceptionA(288, pool_features=64, pad_counted=pad_counted)
+    network.Mixed_6a = InceptionB(288)
+    network.Mixed_6b = InceptionC(768, channels_7x7=128, pad_counted=pad_counted)
+    network.Mixed_6c = InceptionC(768, channels_7x7=160, pad_counted=pad_counted)
+    network.Mixed_6d = InceptionC(768, channels_7x7=160, pad_counted=pad_counted)
+    network.Mixed_6e = InceptionC(768, channels_7x7=192, pad_counted=pad_counted)
+
+
+def add_last_blocks(network, pad_counted, last_max_pool):
+    """Mixed_7a to Mixed_7c."""
+    network.Mixed_7a = InceptionD(768)
+    network.Mixed_7b = InceptionE(1280, pad_counted=pad_counted)
+    network.Mixed_7c = InceptionE(2048, max_pool=last_max_pool, pad_counted=pad_counted)
+
+
+class ImageNetInceptionV3(nn.Module):
+    """torchvision's ImageNet InceptionV3 (`inception_v3_google-0cc3c7bd.pth` loads unchanged): a
+    299x299 input, already normalised as the caller's protocol wants -> (N, 2048) pool features.
+
+    The average pools count the padding, as torchvision's do; `AuxLogits` and `fc` are kept only so
+    the weight file loads unchanged.
+    """
+
+    def __init__(self):
+        super().__init__()
+        add_trunk(self, pad_counted=True)
+        self.AuxLogits = InceptionAux(768, IMAGENET_CLASSES)
+        add_last_blocks(self, pad_counted=True, last_max_pool=False)
+        self.fc = nn.Linear(FEATURE_DIM, IMAGENET_CLASSES)
+
+    def forward(self, x):
+        return pool_features(self, x)
 
 
 class FIDInceptionV3(nn.Module):
@@ -161,37 +236,15 @@ class FIDInceptionV3(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
-        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
-        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
-        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
-        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
-        self.Mixed_5b = InceptionA(192, pool_features=32)
-        self.Mixed_5c = InceptionA(256, pool_features=64)
-        self.Mixed_5d = InceptionA(288, pool_features=64)
-        self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192)
-        self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE(1280)
-        self.Mixed_7c = InceptionE(2048, max_pool=True)
+        add_trunk(self, pad_counted=False)
+        add_last_blocks(self, pad_counted=False, last_max_pool=True)
         self.fc = nn.Linear(FEATURE_DIM, N_LOGITS)
 
     def forward(self, images):
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         x = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
-        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-        x = F.max_pool2d(x, kernel_size=3, stride=2)
-        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
-        x = F.max_pool2d(x, kernel_size=3, stride=2)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
-                      self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
-            x = block(x)
-        return x.mean(dim=(2, 3))
+        return pool_features(self, 2 * x - 1)
 
 
 def load_weights(path=None, download=True):

@@ -31,7 +31,12 @@ METRIC_COLUMNS = (
     "translation.source_class_accuracy",
     "translation.classifier_accuracy",
     "fid",
+    "fid_paper",
     "lpips_diversity",
+    "face.landmarks",
+    "face.identity",
+    *(f"face.head_pose.{angle}" for angle in ("yaw", "pitch", "roll")),
+    "face.n_failed",
 )
 HIDDEN_BY_DEFAULT = ("seed", "version")
 FORMATS = ("markdown", "csv")
