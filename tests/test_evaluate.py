@@ -20,30 +20,6 @@ PROBE_KEYS = {"logistic", "mlp", "chance"}
 DISTANCE_KEYS = {"perceptual", "mse", "ssim", "lpips"}
 TOP_KEYS = {"model", "data", "stage", "seed", "version", "class_from_content", "content_from_class",
             "content_transfer", "reconstruction", "translation", "fid", "fid_paper", "lpips_diversity", "face"}
-WEIGHT_ENVS = ("LORD_INCEPTION_WEIGHTS", "LORD_LPIPS_WEIGHTS", "LORD_ALEXNET_WEIGHTS", "LORD_VGG16_WEIGHTS",
-               "LORD_IMAGENET_INCEPTION_WEIGHTS")
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No feature-network weights anywhere, and no download attempt."""
-    for env in WEIGHT_ENVS:
-        monkeypatch.delenv(env, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-    def no_network(*args, **kwargs):
-        raise OSError("offline")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-
-
-@pytest.fixture
-def fast_classifier(monkeypatch):
-    """A few classifier steps: enough for the JSON shape, which does not look at its accuracy."""
-    from lord.evaluation import classifier
-
-    monkeypatch.setattr(classifier, "EPOCHS", 1)
-    monkeypatch.setattr(classifier, "MIN_STEPS", 10)
 
 
 def images_of(dataset):

@@ -16,29 +16,6 @@ from lord.evaluation import evaluate as evaluation
 from lord.evaluation.pairs import sample_pairs
 from lord.model import load_stage, read_config
 
-WEIGHT_ENVS = ("LORD_INCEPTION_WEIGHTS", "LORD_LPIPS_WEIGHTS", "LORD_ALEXNET_WEIGHTS", "LORD_VGG16_WEIGHTS",
-               "LORD_IMAGENET_INCEPTION_WEIGHTS", "LORD_HOPENET_WEIGHTS")
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No feature-network weights anywhere, and no download attempt."""
-    for env in WEIGHT_ENVS:
-        monkeypatch.delenv(env, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-    def no_network(*args, **kwargs):
-        raise OSError("offline")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-
-
-@pytest.fixture
-def fast_classifier(monkeypatch):
-    from lord.evaluation import classifier
-
-    monkeypatch.setattr(classifier, "EPOCHS", 1)
-    monkeypatch.setattr(classifier, "MIN_STEPS", 10)
 
 
 @pytest.fixture(scope="module")
