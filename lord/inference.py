@@ -200,6 +200,14 @@ def load_model(base_dir, model_name, stage=None, device="auto"):
     return model_class.from_dir(model_dir, stage=stage, device=resolve_device(device))
 
 
+def label_strips(model, images, labels):
+    """Per image, `manipulate`'s output without a reference: the image as the model sees it, then its
+    translations to `labels`, side by side (as the published manipulate_by_labels)."""
+    grid = model.translate_to_labels(images, labels)
+    return [image_strip(np.concatenate([fit_image(image, model.img_shape)[None], grid[:, column]]), pad=0)
+            for column, image in enumerate(images)]
+
+
 # -- manipulate: image files in, PNG files out -------------------------------------------------------
 
 
@@ -247,10 +255,7 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
         """One output image per input image."""
         if reference is not None:
             return list(model.translate_images(images, [reference])[0])
-        grid = model.translate_to_labels(images, labels)
-        # As the published manipulate_by_labels: the input, then its translations, side by side.
-        return [image_strip(np.concatenate([fit_image(image, model.img_shape)[None], grid[:, column]]), pad=0)
-                for column, image in enumerate(images)]
+        return label_strips(model, images, labels)
 
     if img_path.is_dir():
         per_batch = BATCH_SIZE if reference is not None else max(1, BATCH_SIZE // len(labels))
