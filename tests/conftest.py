@@ -191,3 +191,36 @@ def fast_classifier(monkeypatch):
 
     monkeypatch.setattr(classifier, "EPOCHS", 1)
     monkeypatch.setattr(classifier, "MIN_STEPS", 10)
+
+
+@pytest.fixture(scope="session")
+def serve_base(synthetic_base, tmp_path_factory):
+    """A base dir for the web page: `lord` (both stages, trained on `named`: the 16 px synthetic set with
+    class names added) and `latent-only` (stage 1 only), and image files to upload."""
+    import shutil
+
+    from lord.assets import BaseDir
+    from lord.data import store
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("serve-base")
+    shutil.copytree(synthetic_base, base, dirs_exist_ok=True)
+    paths = BaseDir(base)
+    data = store.load(paths.data_path("syn"))
+    data.extras["class_names"] = np.asarray(["alpha", "beta", "gamma"])
+    store.save(paths.data_path("named"), data)
+    common = ["-bd", str(base), "-q", "--device", "cpu"]
+    for name in ("lord", "latent-only"):
+        assert CLI.main([*common, "train", "-dn", "named", "-mn", name, "-cf", "lord-tiny",
+                         *set_args("train.n_epochs=1")]) == 0
+    assert CLI.main([*common, "train-encoders", "-dn", "named", "-mn", "lord",
+                     "--set", "train_encoders.n_epochs=1"]) == 0
+    uploads = base / "uploads"
+    uploads.mkdir()
+    first, other = int(np.flatnonzero(data.classes == 0)[0]), int(np.flatnonzero(data.classes == 1)[0])
+    wide = np.kron(data.imgs[first], np.ones((3, 4, 1), dtype=np.uint8))
+    Image.fromarray(np.dstack([wide, np.full(wide.shape[:2], 200, np.uint8)])).save(uploads / "wide.png")
+    Image.fromarray(data.imgs[other]).save(uploads / "reference.png")
+    Image.fromarray(data.imgs[first].mean(axis=-1).astype(np.uint8)).save(uploads / "gray.jpg")
+    (uploads / "notes.txt").write_text("not an image")
+    return base

@@ -1,0 +1,567 @@
+"""`lord.py serve`: a local web page for the models of a base directory, on Gradio.
+
+Two tabs. Translate: an uploaded image of any size or mode, translated to a label value or to the
+label of a reference image, with exactly the pixels `manipulate` writes for the same inputs. Model:
+a model's config, its stages, the loss curves of metrics.jsonl and the latest sample grid of each
+stage, refreshed while it trains. The page only reads the base directory: uploads and results live
+in Gradio's temporary folder. Gradio is the optional extra `pip install -e .[web]`; everything above
+the `build_page` line works without it, so it is tested without a browser.
+"""
+
+import json
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lord.assets import BaseDir, validate_name
+from lord.configuration import flatten
+from lord.errors import UserError
+from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
+from lord.model import STAGES, arch_of, checkpoint_path, completed_stages, read_config, weights_path
+from lord.training import STAGE_CONFIG_KEYS
+
+STAGE_TITLES = {"latent": "stage 1, latent optimization", "amortized": "stage 2, amortized encoders",
+                "synthesis": "stage 3, synthesis"}
+ENCODER_STAGES = ("amortized", "synthesis")
+NOT_LOSSES = ("seconds", "images_per_second")
+RUN_KEYS = ("config_name", "seed", "data")  # what config.json records besides the preset and its --set values
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 89_478_485  # Pillow's own warning threshold for decompression bombs
+CACHED_MODELS = 2
+REFRESH_SECONDS = 5
+IMAGE_HEIGHT = 256
+STRIP_HEIGHT = 160
+PAGE_CSS = ".pixels img { image-rendering: pixelated; }"
+
+
+# -- the base directory's models ------------------------------------------------------------------------
+
+
+def model_names(base_dir):
+    """Every model directory of the base dir, trained or in training, sorted."""
+    models_dir = BaseDir(base_dir).models_dir
+    if not models_dir.is_dir():
+        return []
+    return sorted(path.name for path in models_dir.iterdir() if (path / "config.json").is_file())
+
+
+def has_encoders(model_dir):
+    return any(stage in ENCODER_STAGES for stage in completed_stages(model_dir))
+
+
+def translatable_models(base_dir):
+    """The models that can encode new images: those with a completed stage 2 or 3."""
+    base = BaseDir(base_dir)
+    return [name for name in model_names(base_dir) if has_encoders(base.models_dir / name)]
+
+
+def label_names(base_dir, config, n_labels):
+    """The names of a model's label values, from the preprocessed data it was trained on (`age_names`,
+    `domain_names`, `class_names`, ...), or None where the data has none or is gone."""
+    attribute = config.get("labeled_attribute", "classes")
+    key = "class_names" if attribute == "classes" else f"{attribute}_names"
+    try:
+        path = BaseDir(base_dir).data_path(config["data"]["name"])
+        with np.load(path, allow_pickle=False) as archive:
+            names = archive[key] if key in archive.files else None
+    except (KeyError, TypeError, OSError, ValueError, UserError):
+        return None
+    if names is None or names.ndim != 1 or len(names) != n_labels:
+        return None
+    return [str(name) for name in names]
+
+
+def label_choices(names, n_labels):
+    """(text shown, label value) for every label value: `6: 60-69` where the data names them, else `6`."""
+    if names is None:
+        return [(str(value), value) for value in range(n_labels)]
+    return [(f"{value}: {name}", value) for value, name in enumerate(names)]
+
+
+# -- translation ---------------------------------------------------------------------------------------------
+
+
+def read_upload(path, channels, what="image"):
+    """An uploaded file decoded as `manipulate` decodes it, after the checks a page needs: a file that
+    is there, not empty, an image, and not so large that decoding it would exhaust the server."""
+    if path is None:
+        raise UserError(f"no {what} given: upload or drop one")
+    path = Path(path)
+    prefix = f"{what} {path.name!r}"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise UserError(f"the uploaded {what} is gone; upload it again") from None
+    if size == 0:
+        raise UserError(f"{prefix} is an empty file")
+    if size > MAX_UPLOAD_BYTES:
+        raise UserError(f"{prefix} has {size / 2**20:.0f} MB, more than the {MAX_UPLOAD_BYTES // 2**20} MB "
+                        "this page accepts")
+    too_large = f"{prefix} has more than the {MAX_PIXELS / 1e6:.0f} megapixels this page accepts: make it smaller"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise UserError(too_large) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise UserError(f"{prefix} is not an image file that can be read") from None
+    if width * height > MAX_PIXELS:
+        raise UserError(too_large)
+    try:
+        return read_input(path, channels)
+    except UserError as error:
+        raise UserError(str(error).replace(str(path), repr(path.name))) from None
+
+
+@dataclass
+class Translation:
+    """What the page shows for one request, each a uint8 (H, W, C) image."""
+
+    model_input: np.ndarray  # the input centre-cropped and resized, as the encoders see it
+    translation: np.ndarray
+    strip: np.ndarray = None  # `manipulate`'s strip: the input, then every label value; None past MAX_STRIP_LABELS
+
+
+def translate(model, image, label=None, reference=None, reference_mask=None):
+    """One image translated to `label` or to the label (and correlated code) of `reference`, with
+    the strip over every label value; the same calls, so the same pixels, as `manipulate`."""
+    if (label is None) == (reference is None):
+        raise ValueError("give either a label or a reference image")
+    model.require_encoders()
+    if reference is not None:
+        masks = None if reference_mask is None else [reference_mask]
+        translation = model.translate_images([image], [reference], masks)[0, 0]
+    else:
+        if not 0 <= label < model.n_labels:
+            raise UserError(f"label {label} is out of range: this model's labels are 0..{model.n_labels - 1}")
+        translation = model.translate_to_labels([image], [label])[0, 0]
+    strip = None
+    if model.n_labels <= MAX_STRIP_LABELS:
+        (strip,) = label_strips(model, [image], list(range(model.n_labels)))
+    return Translation(fit_image(image, model.img_shape), translation, strip)
+
+
+def weights_signature(model_dir):
+    """What changes when a model is retrained or replaced: its config and weight files' times and sizes."""
+    files = [model_dir / "config.json"] + [weights_path(model_dir, stage) for stage in STAGES]
+    signature = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        signature.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
+
+
+class ModelCache:
+    """Loaded models by name, reloaded when their files change; one lock, so concurrent requests
+    never load the same model twice."""
+
+    def __init__(self, base_dir, device, capacity=CACHED_MODELS):
+        self.base_dir = base_dir
+        self.device = device
+        self.capacity = capacity
+        self.models = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, model_name):
+        if not model_name:
+            raise UserError("no model chosen")
+        model_dir = BaseDir(self.base_dir).existing_model_dir(model_name)
+        signature = weights_signature(model_dir)
+        with self.lock:
+            cached = self.models.get(model_name)
+            if cached is not None and cached[0] == signature:
+                self.models.move_to_end(model_name)
+                return cached[1]
+            self.models.pop(model_name, None)
+            model = load_model(self.base_dir, model_name, device=self.device)
+            self.models[model_name] = (signature, model)
+            while len(self.models) > self.capacity:
+                self.models.popitem(last=False)
+            return model
+
+
+# -- looking at a model ------------------------------------------------------------------------------------
+
+
+def read_metrics(model_dir):
+    """The complete records of metrics.jsonl; a line being written is skipped."""
+    path = Path(model_dir) / "metrics.jsonl"
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def loss_curves(records):
+    """Per stage, rows (epoch, loss name, value) of every loss recorded, for plotting."""
+    curves = {}
+    for record in records:
+        stage, epoch = record.get("stage"), record.get("epoch")
+        if stage not in STAGES or not isinstance(epoch, int):
+            continue
+        rows = curves.setdefault(stage, [])
+        for key, value in record.items():
+            if isinstance(value, float) and key not in NOT_LOSSES and np.isfinite(value):
+                rows.append((epoch, key, value))
+    return curves
+
+
+def latest_samples(model_dir):
+    """Per stage, the sample grid of its latest epoch: samples/<stage>-epoch-NNNN.png."""
+    latest = {}
+    samples = Path(model_dir) / "samples"
+    if not samples.is_dir():
+        return latest
+    for path in sorted(samples.glob("*-epoch-*.png")):
+        stage, _, epoch = path.stem.rpartition("-epoch-")
+        if stage in STAGES and epoch.isdigit():
+            latest[stage] = (path, int(epoch))
+    return latest
+
+
+def read_sample_grid(path, epoch):
+    """A sample grid's pixels, or None when it cannot be read (replaced while a run writes it)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image), epoch
+    except (OSError, ValueError, UnidentifiedImageError):
+        return None, epoch
+
+
+def preset_differences(config, presets):
+    """`KEY=VALUE` for every config key that differs from the named preset (the run's --set values),
+    or None when the preset is unknown."""
+    preset = presets.get(config.get("config_name"))
+    if preset is None:
+        return None
+    own = flatten({key: value for key, value in config.items() if key not in RUN_KEYS})
+    reference = flatten(preset)
+    return [f"{key}={json.dumps(value)}" for key, value in own.items()
+            if key not in reference or reference[key] != value]
+
+
+def training_process(model_dir):
+    """The 'PID HOST' of the run holding the model's lock, or None."""
+    try:
+        fields = (Path(model_dir) / "lock").read_text().split()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return " on ".join(fields[:2]) if fields else "another process"
+
+
+@dataclass
+class Overview:
+    """What the Model tab shows of a model directory."""
+
+    name: str
+    config: dict
+    differences: list  # None where the preset is unknown
+    stages: list  # (stage, status text) for every stage of the architecture
+    curves: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
+    training: str = None
+
+
+def plural(count, noun):
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def stage_status(config, stage, done, curves):
+    epochs = [epoch for epoch, _, _ in curves.get(stage, [])]
+    block = config.get(STAGE_CONFIG_KEYS[arch_of(config)][stage], {})
+    total = block.get("n_epochs") if isinstance(block, dict) else None
+    of_total = f" of {total}" if total else ""
+    if stage in done:
+        return f"done ({plural(max(epochs), 'epoch')})" if epochs else "done"
+    if epochs:
+        return f"epoch {max(epochs)}{of_total} finished"
+    return "not started"
+
+
+def model_overview(base_dir, model_name, presets):
+    model_dir = BaseDir(base_dir).existing_model_dir(model_name)
+    config = read_config(model_dir)
+    records = read_metrics(model_dir)
+    curves = loss_curves(records)
+    done = completed_stages(model_dir)
+    stages = [(stage, stage_status(config, stage, done, curves)) for stage in STAGE_CONFIG_KEYS[arch_of(config)]]
+    return Overview(model_name, config, preset_differences(config, presets), stages, curves,
+                    latest_samples(model_dir), training_process(model_dir))
+
+
+def overview_signature(base_dir, model_name):
+    """What changes while a model trains; the page redraws the Model tab only when it does."""
+    try:
+        model_dir = BaseDir(base_dir).model_dir(model_name)
+    except UserError:
+        return None
+    signature = []
+    for path in [model_dir / "config.json", model_dir / "metrics.jsonl", model_dir / "lock",
+                 *(weights_path(model_dir, stage) for stage in STAGES),
+                 *(checkpoint_path(model_dir, stage) for stage in STAGES)]:
+        try:
+            stat = path.stat()
+            signature.append((path.name, stat.st_mtime_ns, stat.st_size))
+        except FileNotFoundError:
+            signature.append((path.name, None))
+    return tuple(signature)
+
+
+def overview_markdown(overview):
+    config = overview.config
+    data = config.get("data", {})
+    lines = [f"**{overview.name}**: {arch_of(config)}, preset `{config.get('config_name')}`, seed "
+             f"{config.get('seed')}, trained on `{data.get('name')}` ({data.get('n_images')} images of "
+             f"{'x'.join(str(side) for side in data.get('img_shape', []))})"]
+    if overview.differences is None:
+        lines.append("- config: no preset of that name; the full config is below")
+    elif overview.differences:
+        lines.append("- `--set` values (keys differing from the preset): "
+                     + ", ".join(f"`{item}`" for item in overview.differences))
+    else:
+        lines.append("- config: the preset unchanged")
+    for stage, status in overview.stages:
+        lines.append(f"- {STAGE_TITLES[stage]}: {status}")
+    if overview.training:
+        lines.append(f"- a training run holds this model now (process {overview.training})")
+    return "\n".join(lines)
+
+
+# -- the page --------------------------------------------------------------------------------------------
+
+
+def import_gradio():
+    """Gradio, with its telemetry and update checks off: the page works on a machine with no network."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gradio
+    except ImportError:
+        raise UserError("serve needs the web extra: pip install -e .[web]") from None
+    return gradio
+
+
+def as_picture(image):
+    """(H, W, 1) grayscale as (H, W), which Gradio writes as a grayscale PNG like `manipulate`."""
+    if image is None:
+        return None
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def build_page(base_dir, presets, device="cpu", model_name=None):
+    """The Gradio Blocks of the page; `presets` maps preset names to configs (for the `--set` values)."""
+    gr = import_gradio()
+    models = ModelCache(base_dir, device)
+    base_label = str(Path(base_dir).resolve())
+
+    def model_info(name):
+        """Choices for the label list, mask visibility and a line on the model, or an error line."""
+        try:
+            model = models.get(name)
+            model.require_encoders()
+        except UserError as error:
+            return gr.update(choices=[], value=None), gr.update(visible=False), f"error: {error}"
+        names = label_names(base_dir, model.config, model.n_labels)
+        choices = label_choices(names, model.n_labels)
+        stage = STAGE_TITLES[model.stage]
+        text = (f"{arch_of(model.config)} model, {stage}; {model.n_labels} label values; images "
+                f"{'x'.join(str(side) for side in model.img_shape)}"
+                + ("; localized correlation: give the reference's mask" if model.uses_masks else ""))
+        return gr.update(choices=choices, value=choices[0][1]), gr.update(visible=model.uses_masks), text
+
+    def on_target(target, name):
+        by_reference = target == "a reference image"
+        try:
+            localized = models.get(name).uses_masks
+        except UserError:
+            localized = False
+        return (gr.update(visible=not by_reference), gr.update(visible=by_reference),
+                gr.update(visible=by_reference and localized))
+
+    def on_image(name, image_path):
+        """The upload as the model will see it, at once, so a wrong file is reported before translating."""
+        if image_path is None:
+            return "", None
+        try:
+            model = models.get(name)
+            picture = fit_image(read_upload(image_path, model.img_shape[-1]), model.img_shape)
+        except UserError as error:
+            return f"error: {error}", None
+        return f"{Path(image_path).name!r} as {name} sees it; now translate it", as_picture(picture)
+
+    def on_translate(name, image_path, target, label, reference_path, mask_path):
+        try:
+            model = models.get(name)
+            channels = model.img_shape[-1]
+            image = read_upload(image_path, channels)
+            if target == "a reference image":
+                reference = read_upload(reference_path, channels, "reference image")
+                mask = None
+                if mask_path is not None and model.uses_masks:
+                    mask = read_upload(mask_path, 1, "mask")[..., 0]
+                result = translate(model, image, reference=reference, reference_mask=mask)
+                what = f"the label of {Path(reference_path).name!r}"
+            else:
+                if label is None:
+                    raise UserError("no label value chosen")
+                result = translate(model, image, label=int(label))
+                names = label_names(base_dir, model.config, model.n_labels)
+                what = f"label {label}" + (f" ({names[int(label)]})" if names else "")
+        except UserError as error:
+            return f"error: {error}", None, None, None
+        note = "" if result.strip is not None else f" (no strip: more than {MAX_STRIP_LABELS} label values)"
+        return (f"translated {Path(image_path).name!r} to {what} with {name}{note}", as_picture(result.model_input),
+                as_picture(result.translation), as_picture(result.strip))
+
+    def list_models(translate_value, overview_value):
+        usable, every = translatable_models(base_dir), model_names(base_dir)
+        note = "" if usable else (f"No model of {base_label} has trained encoders yet: run `python lord.py demo`, "
+                                  "or train-encoders on a model, then reload this page.")
+        return (gr.update(choices=usable, value=translate_value if translate_value in usable else
+                          (usable[0] if usable else None)),
+                gr.update(choices=every, value=overview_value if overview_value in every else
+                          (every[0] if every else None)),
+                note)
+
+    def on_overview(name, last_signature, force=False):
+        signature = overview_signature(base_dir, name) if name else None
+        if not force and signature == last_signature:
+            return [gr.skip()] * (2 + 2 * len(STAGES)) + [last_signature]
+        if not name:
+            hidden = [gr.update(visible=False)] * (2 * len(STAGES))
+            return ["No model chosen.", None, *hidden, signature]
+        try:
+            overview = model_overview(base_dir, name, presets)
+        except UserError as error:
+            hidden = [gr.update(visible=False)] * (2 * len(STAGES))
+            return [f"error: {error}", None, *hidden, signature]
+        import pandas
+
+        updates = []
+        for stage in STAGES:
+            rows = overview.curves.get(stage)
+            title = STAGE_TITLES[stage]
+            if rows:
+                frame = pandas.DataFrame(rows, columns=["epoch", "loss", "value"])
+                updates.append(gr.update(value=frame, visible=True, label=f"losses, {title}"))
+            else:
+                updates.append(gr.update(visible=False))
+            if stage in overview.samples:
+                picture, epoch = read_sample_grid(*overview.samples[stage])
+                updates.append(gr.update(value=picture, visible=picture is not None,
+                                         label=f"samples, {title}, epoch {epoch}"))
+            else:
+                updates.append(gr.update(visible=False))
+        return [overview_markdown(overview), json.dumps(overview.config, indent=2), *updates, signature]
+
+    usable, every = translatable_models(base_dir), model_names(base_dir)
+    with gr.Blocks(title="LORD", analytics_enabled=False, delete_cache=(600, 3600)) as page:
+        gr.Markdown(f"## LORD / OverLORD models of `{base_label}`")
+        no_models = gr.Markdown(elem_id="no-models")
+        with gr.Tabs(selected="model" if model_name is not None and model_name not in usable else "translate"):
+            with gr.Tab("Translate", id="translate"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        translate_model = gr.Dropdown(usable, value=model_name if model_name in usable else None,
+                                                      label="Model", elem_id="translate-model")
+                        info = gr.Markdown(elem_id="model-info")
+                        image = gr.File(label="Image (any size; its content is kept)", elem_id="image")
+                        target = gr.Radio(["a label value", "a reference image"], value="a label value",
+                                          label="Translate to", elem_id="target")
+                        label = gr.Dropdown([], label="Label value", elem_id="label")
+                        reference = gr.File(label="Reference image (gives the label)", visible=False,
+                                            elem_id="reference")
+                        mask = gr.File(label="Mask of the reference (optional; nonzero = the region)", visible=False,
+                                       elem_id="mask")
+                        run = gr.Button("Translate", variant="primary", elem_id="translate")
+                        status = gr.Markdown(elem_id="status")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            model_input = gr.Image(label="Input as the model sees it", format="png", interactive=False,
+                                                   height=IMAGE_HEIGHT, buttons=["download"], elem_id="model-input",
+                                                   elem_classes="pixels")
+                            translation = gr.Image(label="Translation", format="png", interactive=False,
+                                                   height=IMAGE_HEIGHT, buttons=["download"], elem_id="translation",
+                                                   elem_classes="pixels")
+                        strip = gr.Image(label="Every label value (first: the input)", format="png", interactive=False,
+                                         height=STRIP_HEIGHT, buttons=["download"], elem_id="strip", elem_classes="pixels")
+            with gr.Tab("Model", id="model"):
+                overview_model = gr.Dropdown(every, value=model_name if model_name in every else None,
+                                             label="Model (trained or in training)", elem_id="overview-model")
+                summary = gr.Markdown(elem_id="overview")
+                plots, samples = [], []
+                for stage in STAGES:
+                    with gr.Row():
+                        plots.append(gr.LinePlot(x="epoch", y="value", color="loss", visible=False, scale=1,
+                                                 elem_id=f"losses-{stage}"))
+                        samples.append(gr.Image(visible=False, interactive=False, format="png", buttons=["download"],
+                                                height=IMAGE_HEIGHT, scale=1, elem_id=f"samples-{stage}",
+                                                elem_classes="pixels"))
+                with gr.Accordion("config.json", open=False):
+                    config_text = gr.Code(language="json")
+                signature = gr.State(None)
+                timer = gr.Timer(REFRESH_SECONDS)
+
+        overview_outputs = [summary, config_text, *[item for pair in zip(plots, samples) for item in pair],
+                            signature]
+        translate_model.change(model_info, translate_model, [label, mask, info])
+        image.change(on_image, [translate_model, image], [status, model_input])
+        target.change(on_target, [target, translate_model], [label, reference, mask])
+        run.click(on_translate, [translate_model, image, target, label, reference, mask],
+                  [status, model_input, translation, strip], api_name="translate")
+        overview_model.change(lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
+        timer.tick(on_overview, [overview_model, signature], overview_outputs, show_progress="hidden")
+        page.load(list_models, [translate_model, overview_model], [translate_model, overview_model, no_models]).then(
+            model_info, translate_model, [label, mask, info]).then(
+            lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
+    return page
+
+
+def serve(base_dir, model_name=None, host="127.0.0.1", port=7860, device="auto", presets=None, quiet=False):
+    """Serve the page until Ctrl-C."""
+    from lord.training.data import resolve_device
+
+    if not Path(base_dir).is_dir():
+        raise UserError(f"no base directory {base_dir}")
+    if model_name is not None:
+        validate_name(model_name, "model name")
+        BaseDir(base_dir).existing_model_dir(model_name)
+    device = resolve_device(device)
+    page = build_page(base_dir, presets or {}, device=device, model_name=model_name)
+    try:
+        _, local_url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                                      share=False, max_file_size=MAX_UPLOAD_BYTES, css=PAGE_CSS, run_history=False)
+    except OSError as error:
+        raise UserError(f"cannot serve on {host}:{port}: {str(error).split('. ')[0]} (choose another --port)") from None
+    print(f"serving the models of {base_dir} at {local_url} (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.close()
+    if not quiet:
+        print("stopped")

@@ -1,0 +1,224 @@
+"""The web page's functions without a browser: the model lists, label names, translations equal to
+`manipulate`'s, the checks on uploads, the model overview and its loss curves, and `serve`'s errors."""
+
+import json
+import os
+import shutil
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import config
+from conftest import REPO
+from lord import serve
+from lord.assets import BaseDir
+from lord.data import store
+from lord.errors import UserError
+from lord.inference import load_model
+
+PAD = 2
+PRESETS = {name: config.get_config(name) for name in config.names()}
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+def cell(strip, index, size):
+    return strip[:, index * (size + PAD) : index * (size + PAD) + size]
+
+
+def png_header(width, height):
+    """A PNG file of the given size that holds no pixel data: enough for a header check."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def test_model_lists(serve_base, tmp_path):
+    assert serve.model_names(serve_base) == ["latent-only", "lord"]
+    assert serve.translatable_models(serve_base) == ["lord"]
+    (BaseDir(tmp_path).models_dir / "half-written").mkdir(parents=True)
+    assert serve.model_names(tmp_path) == [] and serve.translatable_models(tmp_path) == []
+
+
+def test_label_names_come_from_the_data(serve_base, tmp_path):
+    config_ = json.loads((BaseDir(serve_base).model_dir("lord") / "config.json").read_text())
+    names = serve.label_names(serve_base, config_, 3)
+    assert names == ["alpha", "beta", "gamma"]
+    assert serve.label_choices(names, 3) == [("0: alpha", 0), ("1: beta", 1), ("2: gamma", 2)]
+    assert serve.label_names(serve_base, config_, 4) is None
+    assert serve.label_names(serve_base, {**config_, "data": {"name": "syn"}}, 3) is None
+    assert serve.label_names(serve_base, {**config_, "data": {"name": "gone"}}, 3) is None
+    assert serve.label_names(serve_base, {**config_, "data": {"name": "../x"}}, 3) is None
+    assert serve.label_choices(None, 2) == [("0", 0), ("1", 1)]
+
+    ages = store.make_dataset(np.zeros((2, 4, 4, 3), np.uint8), [0, 1], age=np.asarray([0, 1]),
+                              age_names=np.asarray(["0-9", "10-19"]))
+    store.save(BaseDir(tmp_path).data_path("faces"), ages)
+    overlord = {"arch": "overlord", "labeled_attribute": "age", "data": {"name": "faces"}}
+    assert serve.label_names(tmp_path, overlord, 2) == ["0-9", "10-19"]
+
+
+def test_translation_is_what_manipulate_writes(serve_base, tmp_path, run_cli):
+    uploads = serve_base / "uploads"
+    model = load_model(serve_base, "lord", device="cpu")
+    image = serve.read_upload(uploads / "wide.png", 3)
+    reference = serve.read_upload(uploads / "reference.png", 3)
+    common = ["-bd", serve_base, "-q", "manipulate", "-mn", "lord", "-i", uploads / "wide.png"]
+    assert run_cli(*common, "--label", "2", "-o", tmp_path / "label.png").code == 0
+    assert run_cli(*common, "-o", tmp_path / "strip.png").code == 0
+    assert run_cli(*common, "-r", uploads / "reference.png", "-o", tmp_path / "reference.png").code == 0
+
+    to_label = serve.translate(model, image, label=2)
+    np.testing.assert_array_equal(to_label.translation, cell(read_png(tmp_path / "label.png"), 1, 16))
+    np.testing.assert_array_equal(to_label.model_input, cell(read_png(tmp_path / "label.png"), 0, 16))
+    np.testing.assert_array_equal(to_label.strip, read_png(tmp_path / "strip.png"))
+    by_reference = serve.translate(model, image, reference=reference)
+    np.testing.assert_array_equal(by_reference.translation, read_png(tmp_path / "reference.png"))
+    np.testing.assert_array_equal(by_reference.strip, to_label.strip)
+    assert not np.array_equal(by_reference.translation, to_label.translation)
+    with pytest.raises(UserError, match="out of range"):
+        serve.translate(model, image, label=3)
+
+
+def test_localized_reference_with_mask_is_what_manipulate_writes(overlord_models, serve_base, tmp_path, run_cli):
+    data = store.load(BaseDir(overlord_models).data_path("syn32"))
+    Image.fromarray(data.imgs[1]).save(tmp_path / "reference.png")
+    Image.fromarray(data.extras["masks"][1] * 255).save(tmp_path / "mask.png")
+    content = serve_base / "uploads" / "gray.jpg"
+    out = tmp_path / "out.png"
+    assert run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "localized", "-i", content, "-r",
+                   tmp_path / "reference.png", "--mask", tmp_path / "mask.png", "-o", out).code == 0
+    model = load_model(overlord_models, "localized", device="cpu")
+    mask = serve.read_upload(tmp_path / "mask.png", 1, "mask")[..., 0]
+    result = serve.translate(model, serve.read_upload(content, 3), reference=serve.read_upload(tmp_path / "reference.png", 3),
+                             reference_mask=mask)
+    np.testing.assert_array_equal(result.translation, read_png(out))
+    unmasked = serve.translate(model, serve.read_upload(content, 3), reference=serve.read_upload(tmp_path / "reference.png", 3))
+    assert not np.array_equal(unmasked.translation, result.translation)
+
+
+def test_bad_uploads_are_one_message(serve_base, tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with open(tmp_path / "big.png", "wb") as file:
+        file.truncate(serve.MAX_UPLOAD_BYTES + 1)
+    (tmp_path / "wide-header.png").write_bytes(png_header(12_000, 8_000))
+    (tmp_path / "bomb-header.png").write_bytes(png_header(40_000, 40_000))
+    (tmp_path / "truncated.png").write_bytes((serve_base / "uploads" / "reference.png").read_bytes()[:80])
+    cases = {
+        None: "no image given",
+        serve_base / "uploads" / "notes.txt": "'notes.txt' is not an image file",
+        tmp_path / "empty.png": "'empty.png' is an empty file",
+        tmp_path / "big.png": "MB this page accepts",
+        tmp_path / "wide-header.png": "megapixels this page accepts",
+        tmp_path / "bomb-header.png": "megapixels this page accepts",
+        tmp_path / "truncated.png": "'truncated.png'",
+        tmp_path / "gone.png": "upload it again",
+    }
+    for path, message in cases.items():
+        with pytest.raises(UserError, match=message) as error:
+            serve.read_upload(path, 3)
+        assert str(tmp_path) not in str(error.value)
+    gray = serve.read_upload(serve_base / "uploads" / "gray.jpg", 1)
+    assert gray.dtype == np.uint8 and gray.shape == (16, 16, 1)
+
+
+def test_models_are_cached_until_their_files_change(serve_base, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(serve_base, base)
+    cache = serve.ModelCache(base, "cpu")
+    first = cache.get("lord")
+    assert cache.get("lord") is first
+    weights = BaseDir(base).model_dir("lord") / "amortized.pt"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert cache.get("lord") is not first
+    shutil.rmtree(BaseDir(base).model_dir("lord"))
+    with pytest.raises(UserError, match="no model named 'lord'"):
+        cache.get("lord")
+    with pytest.raises(UserError, match="no trained encoders"):
+        serve.translate(cache.get("latent-only"), np.zeros((8, 8, 3), np.uint8), label=0)
+
+
+def test_overview_of_a_trained_model(serve_base):
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in BaseDir(serve_base).model_dir("lord").rglob("*"))
+    overview = serve.model_overview(serve_base, "lord", PRESETS)
+    assert overview.stages == [("latent", "done (1 epoch)"), ("amortized", "done (1 epoch)")]
+    assert {"train.n_epochs=1", "train_encoders.n_epochs=1", "adain_dim=16"} <= set(overview.differences)
+    assert not any(item.startswith(("data.", "seed=", "config_name=")) for item in overview.differences)
+    assert sorted(overview.curves) == ["amortized", "latent"]
+    assert {name for _, name, _ in overview.curves["latent"]} >= {"loss", "reconstruction"}
+    assert {name for _, name, _ in overview.curves["amortized"]} >= {"content_regression", "class_regression"}
+    assert all(epoch == 1 and np.isfinite(value) for epoch, _, value in overview.curves["latent"])
+    path, epoch = overview.samples["amortized"]
+    assert path.name == "amortized-epoch-0001.png" and epoch == 1
+    picture, _ = serve.read_sample_grid(path, epoch)
+    assert picture.ndim == 3 and picture.dtype == np.uint8
+    assert overview.training is None
+    text = serve.overview_markdown(overview)
+    assert "preset `lord-tiny`" in text and "`train.n_epochs=1`" in text and "stage 2, amortized encoders: done" in text
+    assert serve.model_overview(serve_base, "lord", {}).differences is None
+    after = sorted((path.name, path.stat().st_mtime_ns) for path in BaseDir(serve_base).model_dir("lord").rglob("*"))
+    assert before == after
+
+
+def test_overview_follows_a_run_in_progress(serve_base, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(serve_base, base)
+    model_dir = BaseDir(base).model_dir("lord")
+    (model_dir / "amortized.pt").unlink()
+    signature = serve.overview_signature(base, "lord")
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    latent = records[0]
+    (model_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(record) + "\n" for record in records)
+        + json.dumps({**latent, "stage": "amortized", "epoch": 2, "loss": 0.5}) + "\n"
+        + '{"stage": "amortized", "epoch": 3, "lo')
+    (model_dir / "lock").write_text("4242 trainer-host 0\n")
+    assert serve.overview_signature(base, "lord") != signature
+    overview = serve.model_overview(base, "lord", PRESETS)
+    assert dict(overview.stages)["amortized"] == "epoch 2 of 1 finished"
+    assert max(epoch for epoch, _, _ in overview.curves["amortized"]) == 2
+    assert overview.training == "4242 on trainer-host"
+    assert "a training run holds this model now (process 4242 on trainer-host)" in serve.overview_markdown(overview)
+    assert serve.translatable_models(base) == []
+
+
+def test_serve_without_gradio_is_one_line(serve_base, run_cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)
+    result = run_cli("-bd", serve_base, "serve", "-mn", "lord")
+    assert result.code == 1 and result.err_lines == ["error: serve needs the web extra: pip install -e .[web]"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "-mn", "nothing"], "no model named 'nothing'"),
+    (["serve", "-mn", "../lord"], "invalid model name"),
+    (["serve", "--port", "70000"], "port number up to 65535"),
+])
+def test_serve_errors_are_one_line(serve_base, run_cli, args, message):
+    result = run_cli("-bd", serve_base, *args)
+    assert result.code != 0 and len(result.err_lines) == 1 and message in result.err, result
+
+
+def test_serve_needs_an_existing_base_dir(tmp_path, run_cli):
+    result = run_cli("-bd", tmp_path / "missing", "serve")
+    assert result.code == 1 and result.err_lines == [f"error: no base directory {tmp_path / 'missing'}"]
+
+
+def test_help_opens_with_a_sentence_for_users(run_cli):
+    result = run_cli("--help")
+    assert result.code == 0
+    opening = result.out.split("usage:")[0]
+    assert opening.startswith("Disentangle") and "python lord.py demo" in opening and "serve" in opening
+
+
+def test_readme_shows_the_page_and_its_command():
+    readme = (REPO / "README.md").read_text()
+    assert "![the web page" in readme and (REPO / "assets" / "serve.png").is_file()
+    assert "python lord.py serve -mn demo" in readme
