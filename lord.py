@@ -13,11 +13,31 @@ import config
 from lord.errors import UserError
 
 
+DESCRIPTION = """\
+Disentangle what a label explains in images (a person's age, an animal's species, an object's class) from
+everything else, and translate images from one label to another: LORD and OverLORD, trained on your data.
+New here? Run `python lord.py demo` (a few minutes on a CPU), then open its model in a web page with the
+`serve` command it prints."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors, so scripts see exactly one line on stderr."""
 
     def error(self, message):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+    def format_help(self):
+        """The description first, so `--help` opens with what the toolkit does rather than the usage line."""
+        if not self.description:
+            return super().format_help()
+        description, self.description = self.description, None
+        try:
+            rest = super().format_help()
+        finally:
+            self.description = description
+        formatter = self._get_formatter()
+        formatter.add_text(description)
+        return formatter.format_help() + "\n" + rest
 
 
 def positive_int(text):
@@ -27,6 +47,13 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def port_number(text):
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number up to 65535, got {value}")
     return value
 
 
@@ -130,6 +157,14 @@ def cmd_demo(args):
     )
 
 
+def cmd_serve(args):
+    from lord.serve import serve
+
+    presets = {name: config.get_config(name) for name in config.names()}
+    serve(args.base_dir, model_name=args.model_name, host=args.host, port=args.port,
+          device=args.serve_device or args.device, presets=presets, quiet=args.quiet)
+
+
 def cmd_evaluate(args):
     from lord.evaluation.evaluate import evaluate
 
@@ -156,7 +191,7 @@ def add_training_arguments(parser):
 
 
 def build_parser():
-    parser = Parser(prog="lord.py", description=__doc__)
+    parser = Parser(prog="lord.py", description=DESCRIPTION)
     parser.add_argument("-bd", "--base-dir", default=".", help="root of cache/ (default: .)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="training device (default: auto = cuda when available)")
@@ -271,6 +306,15 @@ def build_parser():
                      help="columns or families to show, comma-separated, e.g. class_from_content,translation "
                           "(repeatable; default: every column some result fills)")
     sub.set_defaults(run=cmd_report)
+
+    sub = commands.add_parser("serve", help="a local web page: translate images, look at a model while it trains")
+    sub.add_argument("-mn", "--model-name", help="model to preselect (default: the first one)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every network)")
+    sub.add_argument("--port", type=port_number, default=7860, help="port to listen on (default: 7860)")
+    sub.add_argument("--device", dest="serve_device", choices=["auto", "cpu", "cuda"],
+                     help="device for the models (default: the global --device, auto)")
+    sub.set_defaults(run=cmd_serve)
 
     sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
     sub.add_argument("-cf", "--config", default="lord-tiny", choices=config.names(), metavar="NAME",
