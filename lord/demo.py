@@ -5,7 +5,9 @@ preset, and writes a translation grid of held-out images (content of each column
 made by the encoders, which never saw those images.
 """
 
+import shlex
 import time
+from pathlib import Path
 
 from lord.assets import BaseDir
 from lord.data import preprocess, store
@@ -76,6 +78,8 @@ def run_demo(base_dir, config, config_name="lord-tiny", device="auto", seed=0, q
         print(f"  samples:     {model_dir / 'samples'}")
         print(f"  tensorboard: {base.tensorboard_dir(MODEL_NAME)}")
         print(f"  translation of held-out images (row: class source, column: content source): {grid_path}")
+        base_option = "" if Path(base_dir) == Path(".") else f" -bd {shlex.quote(str(base_dir))}"
+        print(f"translate your own images with it in a web page: python lord.py{base_option} serve -mn {MODEL_NAME}")
     return grid_path
 
 
