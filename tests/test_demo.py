@@ -1,11 +1,13 @@
 """The demo command end to end, with the models shrunk so it runs in seconds."""
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from conftest import set_args
+from conftest import CLI, set_args
 from lord.assets import BaseDir
 
 
@@ -25,6 +27,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path, run_cli):
     assert grid.ndim == 3 and grid.shape[0] > 4 * 9 * 32 and grid.shape[1] > 4 * 9 * 32  # 8 x 8 cells, headers, x4
     assert "demo finished in" in result.out and str(model_dir / "demo-translation.png") in result.out
     assert "final latent losses" in result.out and "final amortized losses" in result.out
+    command = shlex.split(result.out.strip().splitlines()[-1].split(": ", 1)[1])
+    assert command[:2] == ["python", "lord.py"]
+    serve_args = CLI.build_parser().parse_args(command[2:])
+    assert serve_args.run is CLI.cmd_serve and Path(serve_args.base_dir) == tmp_path
+    assert serve_args.model_name == "demo"
 
     again = run_cli(*args)
     assert again.code != 0 and "--overwrite" in again.err and len(again.err_lines) == 1
