@@ -38,7 +38,8 @@ CACHED_MODELS = 2
 REFRESH_SECONDS = 5
 IMAGE_HEIGHT = 256
 STRIP_HEIGHT = 160
-PAGE_CSS = ".pixels img { image-rendering: pixelated; }"
+# Small model images fill their box, with crisp pixels instead of a blur.
+PAGE_CSS = ".pixels img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 
 
 # -- the base directory's models ------------------------------------------------------------------------
@@ -129,6 +130,16 @@ class Translation:
     model_input: np.ndarray  # the input centre-cropped and resized, as the encoders see it
     translation: np.ndarray
     strip: np.ndarray = None  # `manipulate`'s strip: the input, then every label value; None past MAX_STRIP_LABELS
+
+
+def label_value(choice):
+    """The label value picked in the list (or typed, or sent by a script) as an int."""
+    if choice is None or choice == "":
+        raise UserError("no label value chosen")
+    try:
+        return int(choice)
+    except (TypeError, ValueError):
+        raise UserError(f"label value {choice!r} is not a number from the list") from None
 
 
 def translate(model, image, label=None, reference=None, reference_mask=None):
@@ -424,11 +435,10 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
                 result = translate(model, image, reference=reference, reference_mask=mask)
                 what = f"the label of {Path(reference_path).name!r}"
             else:
-                if label is None:
-                    raise UserError("no label value chosen")
-                result = translate(model, image, label=int(label))
+                label = label_value(label)
+                result = translate(model, image, label=label)
                 names = label_names(base_dir, model.config, model.n_labels)
-                what = f"label {label}" + (f" ({names[int(label)]})" if names else "")
+                what = f"label {label}" + (f" ({names[label]})" if names else "")
         except UserError as error:
             return f"error: {error}", None, None, None
         note = "" if result.strip is not None else f" (no strip: more than {MAX_STRIP_LABELS} label values)"
@@ -477,6 +487,8 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
         return [overview_markdown(overview), json.dumps(overview.config, indent=2), *updates, signature]
 
     usable, every = translatable_models(base_dir), model_names(base_dir)
+    # The lists accept names beyond their choices (models trained after the page was built, scripts calling
+    # the API); every handler checks the name it gets.
     with gr.Blocks(title="LORD", analytics_enabled=False, delete_cache=(600, 3600)) as page:
         gr.Markdown(f"## LORD / OverLORD models of `{base_label}`")
         no_models = gr.Markdown(elem_id="no-models")
@@ -485,12 +497,13 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
                 with gr.Row():
                     with gr.Column(scale=1):
                         translate_model = gr.Dropdown(usable, value=model_name if model_name in usable else None,
-                                                      label="Model", elem_id="translate-model")
+                                                      label="Model", allow_custom_value=True,
+                                                      elem_id="translate-model")
                         info = gr.Markdown(elem_id="model-info")
                         image = gr.File(label="Image (any size; its content is kept)", elem_id="image")
                         target = gr.Radio(["a label value", "a reference image"], value="a label value",
                                           label="Translate to", elem_id="target")
-                        label = gr.Dropdown([], label="Label value", elem_id="label")
+                        label = gr.Dropdown([], label="Label value", allow_custom_value=True, elem_id="label")
                         reference = gr.File(label="Reference image (gives the label)", visible=False,
                                             elem_id="reference")
                         mask = gr.File(label="Mask of the reference (optional; nonzero = the region)", visible=False,
@@ -509,7 +522,8 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
                                          height=STRIP_HEIGHT, buttons=["download"], elem_id="strip", elem_classes="pixels")
             with gr.Tab("Model", id="model"):
                 overview_model = gr.Dropdown(every, value=model_name if model_name in every else None,
-                                             label="Model (trained or in training)", elem_id="overview-model")
+                                             label="Model (trained or in training)", allow_custom_value=True,
+                                             elem_id="overview-model")
                 summary = gr.Markdown(elem_id="overview")
                 plots, samples = [], []
                 for stage in STAGES:
