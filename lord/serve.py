@@ -8,8 +8,12 @@ in Gradio's temporary folder. Gradio is the optional extra `pip install -e .[web
 the `build_page` line works without it, so it is tested without a browser.
 """
 
+import hashlib
 import json
+import logging
 import os
+import re
+import tempfile
 import threading
 import time
 import warnings
@@ -20,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lord.assets import BaseDir, validate_name
+from lord.assets import BaseDir, atomic_write_bytes
 from lord.configuration import flatten
 from lord.errors import UserError
 from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
+from lord.visualize import encode_png
 from lord.model import STAGES, arch_of, checkpoint_path, completed_stages, read_config, weights_path
 from lord.training import STAGE_CONFIG_KEYS
 
@@ -251,13 +256,12 @@ def latest_samples(model_dir):
     return latest
 
 
-def read_sample_grid(path, epoch):
-    """A sample grid's pixels, or None when it cannot be read (replaced while a run writes it)."""
+def read_sample_grid(path):
+    """A sample grid's PNG bytes, or None when the file is gone (a run with --overwrite started)."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image), epoch
-    except (OSError, ValueError, UnidentifiedImageError):
-        return None, epoch
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def preset_differences(config, presets):
@@ -374,21 +378,45 @@ def import_gradio():
     return gradio
 
 
-def as_picture(image):
-    """(H, W, 1) grayscale as (H, W), which Gradio writes as a grayscale PNG like `manipulate`."""
-    if image is None:
-        return None
-    return image[..., 0] if image.shape[-1] == 1 else image
+def file_stem(path):
+    """An upload's name, shortened and made safe to name the results after it."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "image"
 
 
-def build_page(base_dir, presets, device="cpu", model_name=None):
-    """The Gradio Blocks of the page; `presets` maps preset names to configs (for the `--set` values)."""
+class ResultFiles:
+    """The PNG files the page hands to Gradio, in folders named by their content and written atomically.
+
+    Gradio would write images given as arrays into its cache in place, so two browsers getting the same
+    picture at once could read a half-written file; it copies a file given by path atomically instead.
+    The bytes are `manipulate`'s PNG encoding.
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def image(self, image, name):
+        return None if image is None else self.file(encode_png(image), name)
+
+    def file(self, data, name):
+        path = self.root / hashlib.sha256(data).hexdigest()[:24] / name
+        if not path.is_file():
+            atomic_write_bytes(path, data)
+        return str(path)
+
+
+def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
+    """The Gradio Blocks of the page; `presets` maps preset names to configs (for the `--set` values),
+    `results_dir` is a temporary folder for the PNG files the page shows."""
     gr = import_gradio()
+    results = ResultFiles(results_dir)
+    import pandas  # a dependency of Gradio's plots
     models = ModelCache(base_dir, device)
     base_label = str(Path(base_dir).resolve())
 
     def model_info(name):
         """Choices for the label list, mask visibility and a line on the model, or an error line."""
+        if not name:
+            return gr.update(choices=[], value=None), gr.update(visible=False), ""
         try:
             model = models.get(name)
             model.require_encoders()
@@ -420,7 +448,8 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
             picture = fit_image(read_upload(image_path, model.img_shape[-1]), model.img_shape)
         except UserError as error:
             return f"error: {error}", None
-        return f"{Path(image_path).name!r} as {name} sees it; now translate it", as_picture(picture)
+        return (f"{Path(image_path).name!r} as {name} sees it; now translate it",
+                results.image(picture, f"{file_stem(image_path)}-as-{name}-sees-it.png"))
 
     def on_translate(name, image_path, target, label, reference_path, mask_path):
         try:
@@ -434,16 +463,21 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
                     mask = read_upload(mask_path, 1, "mask")[..., 0]
                 result = translate(model, image, reference=reference, reference_mask=mask)
                 what = f"the label of {Path(reference_path).name!r}"
+                target_name = f"as-{file_stem(reference_path)}"
             else:
                 label = label_value(label)
                 result = translate(model, image, label=label)
                 names = label_names(base_dir, model.config, model.n_labels)
                 what = f"label {label}" + (f" ({names[label]})" if names else "")
+                target_name = f"to-label-{label}"
         except UserError as error:
             return f"error: {error}", None, None, None
         note = "" if result.strip is not None else f" (no strip: more than {MAX_STRIP_LABELS} label values)"
-        return (f"translated {Path(image_path).name!r} to {what} with {name}{note}", as_picture(result.model_input),
-                as_picture(result.translation), as_picture(result.strip))
+        stem = file_stem(image_path)
+        return (f"translated {Path(image_path).name!r} to {what} with {name}{note}",
+                results.image(result.model_input, f"{stem}-as-{name}-sees-it.png"),
+                results.image(result.translation, f"{stem}-{target_name}.png"),
+                results.image(result.strip, f"{stem}-every-label.png"))
 
     def list_models(translate_value, overview_value):
         usable, every = translatable_models(base_dir), model_names(base_dir)
@@ -467,8 +501,6 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
         except UserError as error:
             hidden = [gr.update(visible=False)] * (2 * len(STAGES))
             return [f"error: {error}", None, *hidden, signature]
-        import pandas
-
         updates = []
         for stage in STAGES:
             rows = overview.curves.get(stage)
@@ -479,9 +511,10 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
             else:
                 updates.append(gr.update(visible=False))
             if stage in overview.samples:
-                picture, epoch = read_sample_grid(*overview.samples[stage])
-                updates.append(gr.update(value=picture, visible=picture is not None,
-                                         label=f"samples, {title}, epoch {epoch}"))
+                path, epoch = overview.samples[stage]
+                picture = read_sample_grid(path)
+                updates.append(gr.update(value=picture and results.file(picture, f"{name}-{path.name}"),
+                                         visible=picture is not None, label=f"samples, {title}, epoch {epoch}"))
             else:
                 updates.append(gr.update(visible=False))
         return [overview_markdown(overview), json.dumps(overview.config, indent=2), *updates, signature]
@@ -519,7 +552,8 @@ def build_page(base_dir, presets, device="cpu", model_name=None):
                                                    height=IMAGE_HEIGHT, buttons=["download"], elem_id="translation",
                                                    elem_classes="pixels")
                         strip = gr.Image(label="Every label value (first: the input)", format="png", interactive=False,
-                                         height=STRIP_HEIGHT, buttons=["download"], elem_id="strip", elem_classes="pixels")
+                                         height=STRIP_HEIGHT, buttons=["download"], elem_id="strip",
+                                         elem_classes="pixels")
             with gr.Tab("Model", id="model"):
                 overview_model = gr.Dropdown(every, value=model_name if model_name in every else None,
                                              label="Model (trained or in training)", allow_custom_value=True,
@@ -560,22 +594,29 @@ def serve(base_dir, model_name=None, host="127.0.0.1", port=7860, device="auto",
     if not Path(base_dir).is_dir():
         raise UserError(f"no base directory {base_dir}")
     if model_name is not None:
-        validate_name(model_name, "model name")
         BaseDir(base_dir).existing_model_dir(model_name)
     device = resolve_device(device)
-    page = build_page(base_dir, presets or {}, device=device, model_name=model_name)
-    try:
-        _, local_url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                                      share=False, max_file_size=MAX_UPLOAD_BYTES, css=PAGE_CSS, run_history=False)
-    except OSError as error:
-        raise UserError(f"cannot serve on {host}:{port}: {str(error).split('. ')[0]} (choose another --port)") from None
-    print(f"serving the models of {base_dir} at {local_url} (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        page.close()
+    with tempfile.TemporaryDirectory(prefix="lord-serve-") as results_dir:
+        page = build_page(base_dir, presets or {}, results_dir, device=device, model_name=model_name)
+        uvicorn_errors = logging.getLogger("uvicorn.error")
+        silence = logging.Filter("silence everything")  # a failed bind is reported below, in one line
+        uvicorn_errors.addFilter(silence)
+        try:
+            _, local_url, _ = page.launch(
+                server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, share=False,
+                max_file_size=MAX_UPLOAD_BYTES, css=PAGE_CSS, run_history=False, allowed_paths=[results_dir])
+        except OSError:
+            raise UserError(f"cannot serve on {host}:{port}: the port is taken or {host} is not an address of this "
+                            "machine (choose another --port or --host)") from None
+        finally:
+            uvicorn_errors.removeFilter(silence)
+        print(f"serving the models of {base_dir} at {local_url} (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            page.close()
     if not quiet:
         print("stopped")

@@ -19,6 +19,7 @@ from lord.assets import BaseDir
 from lord.data import store
 from lord.errors import UserError
 from lord.inference import load_model
+from lord.visualize import encode_png
 
 PAD = 2
 PRESETS = {name: config.get_config(name) for name in config.names()}
@@ -98,11 +99,19 @@ def test_localized_reference_with_mask_is_what_manipulate_writes(overlord_models
                    tmp_path / "reference.png", "--mask", tmp_path / "mask.png", "-o", out).code == 0
     model = load_model(overlord_models, "localized", device="cpu")
     mask = serve.read_upload(tmp_path / "mask.png", 1, "mask")[..., 0]
-    result = serve.translate(model, serve.read_upload(content, 3), reference=serve.read_upload(tmp_path / "reference.png", 3),
-                             reference_mask=mask)
+    image, reference = serve.read_upload(content, 3), serve.read_upload(tmp_path / "reference.png", 3)
+    result = serve.translate(model, image, reference=reference, reference_mask=mask)
     np.testing.assert_array_equal(result.translation, read_png(out))
-    unmasked = serve.translate(model, serve.read_upload(content, 3), reference=serve.read_upload(tmp_path / "reference.png", 3))
+    unmasked = serve.translate(model, image, reference=reference)
     assert not np.array_equal(unmasked.translation, result.translation)
+
+
+def test_label_value_from_the_list_or_a_script():
+    assert serve.label_value(2) == 2 and serve.label_value("2") == 2
+    for choice, message in ((None, "no label value chosen"), ("", "no label value chosen"),
+                            ("gamma", "not a number from the list")):
+        with pytest.raises(UserError, match=message):
+            serve.label_value(choice)
 
 
 def test_bad_uploads_are_one_message(serve_base, tmp_path):
@@ -128,6 +137,17 @@ def test_bad_uploads_are_one_message(serve_base, tmp_path):
         assert str(tmp_path) not in str(error.value)
     gray = serve.read_upload(serve_base / "uploads" / "gray.jpg", 1)
     assert gray.dtype == np.uint8 and gray.shape == (16, 16, 1)
+
+
+def test_result_files_hold_manipulates_png_bytes(tmp_path):
+    files = serve.ResultFiles(tmp_path)
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    path = files.image(image, "photo-to-label-2.png")
+    assert open(path, "rb").read() == encode_png(image) and path.endswith("/photo-to-label-2.png")
+    assert files.image(image, "photo-to-label-2.png") == path and files.image(image + 1, "photo-to-label-2.png") != path
+    assert np.asarray(Image.open(files.image(image[..., :1], "gray.png"))).shape == (4, 4)
+    assert files.image(None, "none.png") is None
+    assert serve.file_stem("/uploads/my photo (1).JPG") == "my_photo_1_" and serve.file_stem("/x/.png") == ".png"
 
 
 def test_models_are_cached_until_their_files_change(serve_base, tmp_path):
@@ -158,8 +178,8 @@ def test_overview_of_a_trained_model(serve_base):
     assert all(epoch == 1 and np.isfinite(value) for epoch, _, value in overview.curves["latent"])
     path, epoch = overview.samples["amortized"]
     assert path.name == "amortized-epoch-0001.png" and epoch == 1
-    picture, _ = serve.read_sample_grid(path, epoch)
-    assert picture.ndim == 3 and picture.dtype == np.uint8
+    assert serve.read_sample_grid(path) == path.read_bytes()
+    assert serve.read_sample_grid(path.with_name("gone.png")) is None
     assert overview.training is None
     text = serve.overview_markdown(overview)
     assert "preset `lord-tiny`" in text and "`train.n_epochs=1`" in text and "stage 2, amortized encoders: done" in text

@@ -31,17 +31,17 @@ from lord.inference import load_model
 
 
 
-def unavailable(reason):
-    """Skip a test that needs something not installed here; under CI, which installs it, fail instead."""
+def unavailable(reason, whole_module=False):
+    """Skip what needs something not installed here; under CI, which installs it, fail instead."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI should have installed it: {reason}")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=whole_module)
 
 
 try:
     import gradio  # noqa: F401
 except ImportError:
-    unavailable("the web extra is not installed: pip install -e .[web]")
+    unavailable("the web extra is not installed: pip install -e .[web]", whole_module=True)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -316,6 +316,16 @@ def test_a_model_deleted_while_the_page_is_open(server, served, tmp_path):
     assert status.startswith("error: no model named 'doomed'") and pictures == [None, None, None]
     assert ask_page(client, "lord", image, label=1)[0].startswith("translated")
     assert ask_page(client, "../lord", image, label=1)[0].startswith("error: invalid model name")
+
+
+def test_a_port_in_use_is_one_line(served, run_cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("-bd", served, "serve", "--port", port)
+    assert result.code == 1 and len(result.err_lines) == 1, result
+    assert result.err_lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}")
 
 
 def test_ctrl_c_stops_the_server(server):
