@@ -4,8 +4,8 @@ Two tabs. Translate: an uploaded image of any size or mode, translated to a labe
 label of a reference image, with exactly the pixels `manipulate` writes for the same inputs. Model:
 a model's config, its stages, the loss curves of metrics.jsonl and the latest sample grid of each
 stage, refreshed while it trains. The page only reads the base directory: uploads and results live
-in Gradio's temporary folder. Gradio is the optional extra `pip install -e .[web]`; everything above
-the `build_page` line works without it, so it is tested without a browser.
+in temporary folders. Gradio is the optional extra `pip install -e .[web]`; everything before
+`build_page` works without it, so it is tested without a browser.
 """
 
 import hashlib
@@ -28,9 +28,10 @@ from lord.assets import BaseDir, atomic_write_bytes
 from lord.configuration import flatten
 from lord.errors import UserError
 from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
-from lord.visualize import encode_png
 from lord.model import STAGES, arch_of, checkpoint_path, completed_stages, read_config, weights_path
 from lord.training import STAGE_CONFIG_KEYS
+from lord.training.loop import read_metrics
+from lord.visualize import encode_png
 
 STAGE_TITLES = {"latent": "stage 1, latent optimization", "amortized": "stage 2, amortized encoders",
                 "synthesis": "stage 3, synthesis"}
@@ -211,24 +212,6 @@ class ModelCache:
 # -- looking at a model ------------------------------------------------------------------------------------
 
 
-def read_metrics(model_dir):
-    """The complete records of metrics.jsonl; a line being written is skipped."""
-    path = Path(model_dir) / "metrics.jsonl"
-    try:
-        text = path.read_text()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return []
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def loss_curves(records):
     """Per stage, rows (epoch, loss name, value) of every loss recorded, for plotting."""
     curves = {}
@@ -317,7 +300,7 @@ def stage_status(config, stage, done, curves):
 def model_overview(base_dir, model_name, presets):
     model_dir = BaseDir(base_dir).existing_model_dir(model_name)
     config = read_config(model_dir)
-    records = read_metrics(model_dir)
+    records = read_metrics(model_dir / "metrics.jsonl")
     curves = loss_curves(records)
     done = completed_stages(model_dir)
     stages = [(stage, stage_status(config, stage, done, curves)) for stage in STAGE_CONFIG_KEYS[arch_of(config)]]
