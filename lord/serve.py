@@ -43,6 +43,9 @@ MAX_PIXELS = 89_478_485  # Pillow's own warning threshold for decompression bomb
 CACHED_MODELS = 2
 REFRESH_SECONDS = 5
 IMAGE_HEIGHT = 256
+PLOTS_PER_STAGE = 8  # one small plot per loss: their scales differ by orders of magnitude
+PLOTS_PER_ROW = 2
+PLOT_HEIGHT = 180
 STRIP_HEIGHT = 160
 # Small model images fill their box, with crisp pixels instead of a blur.
 PAGE_CSS = ".pixels img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -213,16 +216,17 @@ class ModelCache:
 
 
 def loss_curves(records):
-    """Per stage, rows (epoch, loss name, value) of every loss recorded, for plotting."""
+    """Per stage, per loss in the order the records name them (the total `loss` first), the points
+    (epoch, value) to plot."""
     curves = {}
     for record in records:
         stage, epoch = record.get("stage"), record.get("epoch")
         if stage not in STAGES or not isinstance(epoch, int):
             continue
-        rows = curves.setdefault(stage, [])
+        losses = curves.setdefault(stage, {})
         for key, value in record.items():
             if isinstance(value, float) and key not in NOT_LOSSES and np.isfinite(value):
-                rows.append((epoch, key, value))
+                losses.setdefault(key, []).append((epoch, value))
     return curves
 
 
@@ -286,7 +290,7 @@ def plural(count, noun):
 
 
 def stage_status(config, stage, done, curves):
-    epochs = [epoch for epoch, _, _ in curves.get(stage, [])]
+    epochs = [epoch for points in curves.get(stage, {}).values() for epoch, _ in points]
     block = config.get(STAGE_CONFIG_KEYS[arch_of(config)][stage], {})
     total = block.get("n_epochs") if isinstance(block, dict) else None
     of_total = f" of {total}" if total else ""
@@ -342,7 +346,7 @@ def overview_markdown(overview):
     for stage, status in overview.stages:
         lines.append(f"- {STAGE_TITLES[stage]}: {status}")
     if overview.training:
-        lines.append(f"- a training run holds this model now (process {overview.training})")
+        lines.append(f"- a training run holds the model's lock (process {overview.training})")
     return "\n".join(lines)
 
 
@@ -475,31 +479,31 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
     def on_overview(name, last_signature, force=False):
         signature = overview_signature(base_dir, name) if name else None
         if not force and signature == last_signature:
-            return [gr.skip()] * (2 + 2 * len(STAGES)) + [last_signature]
+            return [gr.skip()] * (2 + len(STAGES) * (1 + PLOTS_PER_STAGE)) + [last_signature]
+        hidden = [gr.update(visible=False)] * (len(STAGES) * (1 + PLOTS_PER_STAGE))
         if not name:
-            hidden = [gr.update(visible=False)] * (2 * len(STAGES))
             return ["No model chosen.", None, *hidden, signature]
         try:
             overview = model_overview(base_dir, name, presets)
         except UserError as error:
-            hidden = [gr.update(visible=False)] * (2 * len(STAGES))
             return [f"error: {error}", None, *hidden, signature]
         updates = []
         for stage in STAGES:
-            rows = overview.curves.get(stage)
-            title = STAGE_TITLES[stage]
-            if rows:
-                frame = pandas.DataFrame(rows, columns=["epoch", "loss", "value"])
-                updates.append(gr.update(value=frame, visible=True, label=f"losses, {title}"))
-            else:
-                updates.append(gr.update(visible=False))
             if stage in overview.samples:
                 path, epoch = overview.samples[stage]
                 picture = read_sample_grid(path)
                 updates.append(gr.update(value=picture and results.file(picture, f"{name}-{path.name}"),
-                                         visible=picture is not None, label=f"samples, {title}, epoch {epoch}"))
+                                         visible=picture is not None,
+                                         label=f"samples, {STAGE_TITLES[stage]}, epoch {epoch}"))
             else:
                 updates.append(gr.update(visible=False))
+            losses = list(overview.curves.get(stage, {}).items())[:PLOTS_PER_STAGE]
+            for loss, points in losses:
+                epoch, value = points[-1]
+                title = f"stage {STAGES.index(stage) + 1}, {loss}: {value:.4g} at epoch {epoch}"
+                updates.append(gr.update(value=pandas.DataFrame(points, columns=["epoch", "value"]), visible=True,
+                                         label=title))
+            updates += [gr.update(visible=False)] * (PLOTS_PER_STAGE - len(losses))
         return [overview_markdown(overview), json.dumps(overview.config, indent=2), *updates, signature]
 
     usable, every = translatable_models(base_dir), model_names(base_dir)
@@ -542,21 +546,25 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
                                              label="Model (trained or in training)", allow_custom_value=True,
                                              elem_id="overview-model")
                 summary = gr.Markdown(elem_id="overview")
-                plots, samples = [], []
+                stage_outputs = []
                 for stage in STAGES:
                     with gr.Row():
-                        plots.append(gr.LinePlot(x="epoch", y="value", color="loss", visible=False, scale=1,
-                                                 elem_id=f"losses-{stage}"))
-                        samples.append(gr.Image(visible=False, interactive=False, format="png", buttons=["download"],
-                                                height=IMAGE_HEIGHT, scale=1, elem_id=f"samples-{stage}",
-                                                elem_classes="pixels"))
+                        stage_outputs.append(gr.Image(visible=False, interactive=False, format="png",
+                                                      buttons=["download"], height=IMAGE_HEIGHT, scale=1,
+                                                      elem_id=f"samples-{stage}", elem_classes="pixels"))
+                        with gr.Column(scale=2):
+                            for first in range(0, PLOTS_PER_STAGE, PLOTS_PER_ROW):
+                                with gr.Row():
+                                    stage_outputs += [
+                                        gr.LinePlot(x="epoch", y="value", visible=False, height=PLOT_HEIGHT,
+                                                    show_label=True, elem_id=f"losses-{stage}-{index}")
+                                        for index in range(first, first + PLOTS_PER_ROW)]
                 with gr.Accordion("config.json", open=False):
                     config_text = gr.Code(language="json")
                 signature = gr.State(None)
                 timer = gr.Timer(REFRESH_SECONDS)
 
-        overview_outputs = [summary, config_text, *[item for pair in zip(plots, samples) for item in pair],
-                            signature]
+        overview_outputs = [summary, config_text, *stage_outputs, signature]
         translate_model.change(model_info, translate_model, [label, mask, info])
         image.change(on_image, [translate_model, image], [status, model_input])
         target.change(on_target, [target, translate_model], [label, reference, mask])

@@ -239,8 +239,8 @@ def test_model_tab_follows_a_run(server, browser, served):
              "the model list")[0].click()
     wait_for(lambda: "stage 2, amortized encoders: not started" in text_of(browser, "overview"),
              "the overview of latent-only")
-    assert displayed(browser, "losses-latent") and displayed(browser, "samples-latent")
-    assert not displayed(browser, "losses-amortized")
+    assert displayed(browser, "losses-latent-0") and displayed(browser, "samples-latent")
+    assert not displayed(browser, "losses-amortized-0")
 
     model_dir = BaseDir(served).model_dir("latent-only")
     record = json.loads((model_dir / "metrics.jsonl").read_text().splitlines()[0])
@@ -249,8 +249,9 @@ def test_model_tab_follows_a_run(server, browser, served):
                                   "seconds": record["seconds"]}) + "\n")
     (model_dir / "lock").write_text("4242 trainer-host 0\n")
     wait_for(lambda: "stage 2, amortized encoders: epoch 1 of" in text_of(browser, "overview"), "the refresh")
-    assert "a training run holds this model now" in text_of(browser, "overview")
-    wait_for(lambda: displayed(browser, "losses-amortized"), "the stage 2 loss curve")
+    assert "a training run holds the model's lock" in text_of(browser, "overview")
+    wait_for(lambda: displayed(browser, "losses-amortized-1"), "the stage 2 loss curves")
+    assert not displayed(browser, "losses-amortized-2")
 
 
 def client_for(server, folder):
