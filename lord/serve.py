@@ -151,15 +151,14 @@ def label_value(choice):
         raise UserError(f"label value {choice!r} is not a number from the list") from None
 
 
-def translate(model, image, label=None, reference=None, reference_mask=None):
+def translate(model, image, label=None, reference=None):
     """One image translated to `label` or to the label (and correlated code) of `reference`, with
     the strip over every label value; the same calls, so the same pixels, as `manipulate`."""
     if (label is None) == (reference is None):
         raise ValueError("give either a label or a reference image")
     model.require_encoders()
     if reference is not None:
-        masks = None if reference_mask is None else [reference_mask]
-        translation = model.translate_images([image], [reference], masks)[0, 0]
+        translation = model.translate_images([image], [reference])[0, 0]
     else:
         if not 0 <= label < model.n_labels:
             raise UserError(f"label {label} is out of range: this model's labels are 0..{model.n_labels - 1}")
@@ -401,30 +400,24 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
     base_label = str(Path(base_dir).resolve())
 
     def model_info(name):
-        """Choices for the label list, mask visibility and a line on the model, or an error line."""
+        """Choices for the label list and a line on the model, or an error line."""
         if not name:
-            return gr.update(choices=[], value=None), gr.update(visible=False), ""
+            return gr.update(choices=[], value=None), ""
         try:
             model = models.get(name)
             model.require_encoders()
         except UserError as error:
-            return gr.update(choices=[], value=None), gr.update(visible=False), f"error: {error}"
+            return gr.update(choices=[], value=None), f"error: {error}"
         names = label_names(base_dir, model.config, model.n_labels)
         choices = label_choices(names, model.n_labels)
         stage = STAGE_TITLES[model.stage]
         text = (f"{arch_of(model.config)} model, {stage}; {model.n_labels} label values; images "
-                f"{'x'.join(str(side) for side in model.img_shape)}"
-                + ("; localized correlation: give the reference's mask" if model.uses_masks else ""))
-        return gr.update(choices=choices, value=choices[0][1]), gr.update(visible=model.uses_masks), text
+                f"{'x'.join(str(side) for side in model.img_shape)}")
+        return gr.update(choices=choices, value=choices[0][1]), text
 
-    def on_target(target, name):
+    def on_target(target):
         by_reference = target == "a reference image"
-        try:
-            localized = models.get(name).uses_masks
-        except UserError:
-            localized = False
-        return (gr.update(visible=not by_reference), gr.update(visible=by_reference),
-                gr.update(visible=by_reference and localized))
+        return gr.update(visible=not by_reference), gr.update(visible=by_reference)
 
     def on_image(name, image_path):
         """The upload as the model will see it, at once, so a wrong file is reported before translating."""
@@ -438,17 +431,14 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
         return (f"{Path(image_path).name!r} as {name} sees it; now translate it",
                 results.image(picture, f"{file_stem(image_path)}-as-{name}-sees-it.png"))
 
-    def on_translate(name, image_path, target, label, reference_path, mask_path):
+    def on_translate(name, image_path, target, label, reference_path):
         try:
             model = models.get(name)
             channels = model.img_shape[-1]
             image = read_upload(image_path, channels)
             if target == "a reference image":
                 reference = read_upload(reference_path, channels, "reference image")
-                mask = None
-                if mask_path is not None and model.uses_masks:
-                    mask = read_upload(mask_path, 1, "mask")[..., 0]
-                result = translate(model, image, reference=reference, reference_mask=mask)
+                result = translate(model, image, reference=reference)
                 what = f"the label of {Path(reference_path).name!r}"
                 target_name = f"as-{file_stem(reference_path)}"
             else:
@@ -526,8 +516,6 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
                         label = gr.Dropdown([], label="Label value", allow_custom_value=True, elem_id="label")
                         reference = gr.File(label="Reference image (gives the label)", visible=False,
                                             elem_id="reference")
-                        mask = gr.File(label="Mask of the reference (optional; nonzero = the region)", visible=False,
-                                       elem_id="mask")
                         run = gr.Button("Translate", variant="primary", elem_id="translate")
                         status = gr.Markdown(elem_id="status")
                     with gr.Column(scale=2):
@@ -565,15 +553,15 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
                 timer = gr.Timer(REFRESH_SECONDS)
 
         overview_outputs = [summary, config_text, *stage_outputs, signature]
-        translate_model.change(model_info, translate_model, [label, mask, info])
+        translate_model.change(model_info, translate_model, [label, info])
         image.change(on_image, [translate_model, image], [status, model_input])
-        target.change(on_target, [target, translate_model], [label, reference, mask])
-        run.click(on_translate, [translate_model, image, target, label, reference, mask],
+        target.change(on_target, target, [label, reference])
+        run.click(on_translate, [translate_model, image, target, label, reference],
                   [status, model_input, translation, strip], api_name="translate")
         overview_model.change(lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
         timer.tick(on_overview, [overview_model, signature], overview_outputs, show_progress="hidden")
         page.load(list_models, [translate_model, overview_model], [translate_model, overview_model, no_models]).then(
-            model_info, translate_model, [label, mask, info]).then(
+            model_info, translate_model, [label, info]).then(
             lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
     return page
 

@@ -21,7 +21,7 @@ from lord.errors import UserError
 from lord.inference import load_model
 from lord.visualize import encode_png
 
-PAD = 2
+PAD = 0  # manipulate's strips, as the published manipulate_by_labels writes them
 PRESETS = {name: config.get_config(name) for name in config.names()}
 
 
@@ -89,21 +89,20 @@ def test_translation_is_what_manipulate_writes(serve_base, tmp_path, run_cli):
         serve.translate(model, image, label=3)
 
 
-def test_localized_reference_with_mask_is_what_manipulate_writes(overlord_models, serve_base, tmp_path, run_cli):
+def test_overlord_translation_is_what_manipulate_writes(overlord_models, serve_base, tmp_path, run_cli):
     data = store.load(BaseDir(overlord_models).data_path("syn32"))
     Image.fromarray(data.imgs[1]).save(tmp_path / "reference.png")
-    Image.fromarray(data.extras["masks"][1] * 255).save(tmp_path / "mask.png")
     content = serve_base / "uploads" / "gray.jpg"
-    out = tmp_path / "out.png"
-    assert run_cli("-bd", overlord_models, "-q", "manipulate", "-mn", "localized", "-i", content, "-r",
-                   tmp_path / "reference.png", "--mask", tmp_path / "mask.png", "-o", out).code == 0
-    model = load_model(overlord_models, "localized", device="cpu")
-    mask = serve.read_upload(tmp_path / "mask.png", 1, "mask")[..., 0]
+    common = ["-bd", overlord_models, "-q", "manipulate", "-mn", "pose-invariant", "-i", content]
+    assert run_cli(*common, "-r", tmp_path / "reference.png", "-o", tmp_path / "reference-out.png").code == 0
+    assert run_cli(*common, "-o", tmp_path / "strip.png").code == 0
+    model = load_model(overlord_models, "pose-invariant", device="cpu")
     image, reference = serve.read_upload(content, 3), serve.read_upload(tmp_path / "reference.png", 3)
-    result = serve.translate(model, image, reference=reference, reference_mask=mask)
-    np.testing.assert_array_equal(result.translation, read_png(out))
-    unmasked = serve.translate(model, image, reference=reference)
-    assert not np.array_equal(unmasked.translation, result.translation)
+    by_reference = serve.translate(model, image, reference=reference)
+    np.testing.assert_array_equal(by_reference.translation, read_png(tmp_path / "reference-out.png"))
+    np.testing.assert_array_equal(by_reference.strip, read_png(tmp_path / "strip.png"))
+    to_label = serve.translate(model, image, label=1)
+    np.testing.assert_array_equal(to_label.translation, cell(read_png(tmp_path / "strip.png"), 2, 32))
 
 
 def test_label_value_from_the_list_or_a_script():

@@ -104,17 +104,16 @@ class Server:
 
 @pytest.fixture(scope="module")
 def served(serve_base, overlord_models, tmp_path_factory):
-    """A copy of the shared LORD base dir, which these tests change, with the localized OverLORD model and
-    its data, and `doomed`, a copy of `lord` to delete while the page is open."""
+    """A copy of the shared LORD base dir, which these tests change, with an OverLORD model (pose-invariant
+    correlation) and its data, and `doomed`, a copy of `lord` to delete while the page is open."""
     base = tmp_path_factory.mktemp("served")
     shutil.copytree(serve_base, base, dirs_exist_ok=True)
     paths, overlord = BaseDir(base), BaseDir(overlord_models)
-    shutil.copytree(overlord.model_dir("localized"), paths.model_dir("localized"))
+    shutil.copytree(overlord.model_dir("pose-invariant"), paths.model_dir("overlord"))
     shutil.copy(overlord.data_path("syn32"), paths.data_path("syn32"))
     shutil.copytree(paths.model_dir("lord"), paths.model_dir("doomed"))
     data = store.load(paths.data_path("syn32"))
     Image.fromarray(data.imgs[1]).save(base / "uploads" / "reference32.png")
-    Image.fromarray(data.extras["masks"][1] * 255).save(base / "uploads" / "mask32.png")
     return base
 
 
@@ -200,7 +199,7 @@ def test_page_translates_like_manipulate(server, browser, served, tmp_path, run_
     assert run_cli(*manipulate, "--label", "2", "-o", tmp_path / "label.png").code == 0
     assert run_cli(*manipulate, "-o", tmp_path / "strip.png").code == 0
     written = np.asarray(Image.open(tmp_path / "label.png"))
-    np.testing.assert_array_equal(picture_of(browser, "translation"), written[:, 18:34])
+    np.testing.assert_array_equal(picture_of(browser, "translation"), written[:, 16:32])
     np.testing.assert_array_equal(picture_of(browser, "model-input"), written[:, :16])
     np.testing.assert_array_equal(picture_of(browser, "strip"), np.asarray(Image.open(tmp_path / "strip.png")))
     if os.environ.get("LORD_SCREENSHOT"):
@@ -260,7 +259,7 @@ def client_for(server, folder):
     return Client(server.url, verbose=False, analytics_enabled=False, download_files=str(folder))
 
 
-def ask_page(client, model_name, image, label=None, reference=None, mask=None):
+def ask_page(client, model_name, image, label=None, reference=None):
     """The page's translate call as a script makes it: (status, input, translation, strip)."""
     from gradio_client import handle_file
 
@@ -268,18 +267,17 @@ def ask_page(client, model_name, image, label=None, reference=None, mask=None):
         return None if path is None else handle_file(str(path))
 
     target = "a label value" if reference is None else "a reference image"
-    return client.predict(model_name, upload(image), target, label, upload(reference), upload(mask),
-                          api_name="/translate")
+    return client.predict(model_name, upload(image), target, label, upload(reference), api_name="/translate")
 
 
 def test_several_clients_each_get_their_own_result(server, served, tmp_path, run_cli):
     uploads = served / "uploads"
     lord = load_model(served, "lord", device="cpu")
-    localized = load_model(served, "localized", device="cpu")
+    overlord = load_model(served, "overlord", device="cpu")
     requests = [
-        ("lord", uploads / "wide.png", 0, None, None), ("lord", uploads / "gray.jpg", 1, None, None),
-        ("lord", uploads / "wide.png", None, uploads / "reference.png", None),
-        ("localized", uploads / "gray.jpg", None, uploads / "reference32.png", uploads / "mask32.png"),
+        ("lord", uploads / "wide.png", 0, None), ("lord", uploads / "gray.jpg", 1, None),
+        ("lord", uploads / "wide.png", None, uploads / "reference.png"),
+        ("overlord", uploads / "gray.jpg", None, uploads / "reference32.png"),
     ]
     results = [None] * len(requests)
 
@@ -291,20 +289,19 @@ def test_several_clients_each_get_their_own_result(server, served, tmp_path, run
         thread.start()
     for thread in threads:
         thread.join(timeout=WAIT * 2)
-    for (name, image, label, reference, mask), result in zip(requests, results):
+    for (name, image, label, reference), result in zip(requests, results):
         assert result is not None and result[0].startswith(f"translated '{image.name}'"), result
-        model = lord if name == "lord" else localized
+        model = lord if name == "lord" else overlord
         channels = model.img_shape[-1]
         if reference is None:
             expected = serve.translate(model, serve.read_upload(image, channels), label=label)
         else:
             expected = serve.translate(model, serve.read_upload(image, channels),
-                                       reference=serve.read_upload(reference, channels),
-                                       reference_mask=None if mask is None else serve.read_upload(mask, 1)[..., 0])
+                                       reference=serve.read_upload(reference, channels))
         np.testing.assert_array_equal(np.asarray(Image.open(result[2])), expected.translation)
-    out = tmp_path / "hair.png"
-    assert run_cli("-bd", served, "-q", "manipulate", "-mn", "localized", "-i", uploads / "gray.jpg", "-r",
-                   uploads / "reference32.png", "--mask", uploads / "mask32.png", "-o", out).code == 0
+    out = tmp_path / "overlord.png"
+    assert run_cli("-bd", served, "-q", "manipulate", "-mn", "overlord", "-i", uploads / "gray.jpg", "-r",
+                   uploads / "reference32.png", "-o", out).code == 0
     np.testing.assert_array_equal(np.asarray(Image.open(results[3][2])), np.asarray(Image.open(out)))
 
 
