@@ -45,7 +45,7 @@ def cmd_preprocess(args):
 
     preprocess(
         args.base_dir, args.dataset_id, args.dataset_path, args.data_name, overwrite=args.overwrite,
-        img_size=args.img_size, n_classes=args.n_classes, channels=args.channels,
+        img_size=args.img_size, n_classes=args.n_classes, channels=args.channels, rotations=args.rotations,
         n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
         part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
     )
@@ -163,6 +163,8 @@ def build_parser():
     sub.add_argument("--img-size", type=positive_int, help="output side in pixels (dataset default if omitted)")
     sub.add_argument("--n-classes", type=positive_int, help="synthetic: number of object classes")
     sub.add_argument("--channels", type=int, choices=[1, 3], help="force 1 (gray) or 3 (RGB) channels")
+    sub.add_argument("--rotations", type=positive_int, choices=[1, 2, 4, 8],
+                     help="synthetic: evenly spaced rotations to render (default: all 8)")
     sub.add_argument("--n-identities", type=positive_int, metavar="K",
                      help="celeba: keep K random people (reproducible with --seed)")
     sub.add_argument("--action", help="kth: action to read (default: handwaving)")
