@@ -133,7 +133,8 @@ def cmd_evaluate(args):
 def cmd_report(args):
     from lord.evaluation.report import report
 
-    print(report(args.paths, columns=args.columns or None, fmt=args.format, base_dir=args.base_dir), end="")
+    print(report(args.paths, columns=args.columns or None, fmt=args.format, base_dir=args.base_dir,
+                 seeds=args.over_seeds), end="")
 
 
 def add_training_arguments(parser):
@@ -244,6 +245,9 @@ def build_parser():
     sub.add_argument("--columns", action="append", metavar="NAMES",
                      help="columns or families to show, comma-separated, e.g. class_from_content,translation "
                           "(repeatable; default: every column some result fills)")
+    sub.add_argument("--over-seeds", action="store_true",
+                     help="one row per model across seeds (names ending in -s<seed>): each metric's mean and "
+                          "standard deviation")
     sub.set_defaults(run=cmd_report)
 
     sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
