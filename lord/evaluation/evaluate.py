@@ -289,7 +289,7 @@ def open_inputs(base, model_name, data_name, stage):
 
 
 def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=DEFAULT_N_PAIRS, seed=0,
-             device="auto", quiet=False):
+             device="auto", quiet=False, weighted_distances=True):
     """Evaluate a model's `stage` (default: its latest completed stage) on preprocessed data.
 
     Returns and writes (atomically, to `output` or to the model directory's
@@ -300,6 +300,8 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     {...}, n_pairs}; reconstruction: {perceptual, mse}; translation: {target_class_accuracy,
     source_class_accuracy, classifier_accuracy}; fid and lpips_diversity (OverLORD): numbers.
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
+    `weighted_distances=False` leaves the distances that need published weights (perceptual, LPIPS)
+    null without looking for or downloading their files.
     """
     started = time.perf_counter()
     if n_pairs < 1:
@@ -316,11 +318,13 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     overlord = arch_of(config) == "overlord"
     build = overlord_codes if overlord else lord_codes
     codes = build(model_dir, config, stage, dataset, images, stage == "latent", batch_size, quiet)
-    distances = ImageDistances(
-        usable_on(load_perceptual(config.get("perceptual_loss"), device), "the perceptual distance",
-                  dataset.img_shape, device),
-        usable_on(load_lpips_or_none(device), "LPIPS", dataset.img_shape, device),
-    )
+    distances = ImageDistances()
+    if weighted_distances:
+        distances = ImageDistances(
+            usable_on(load_perceptual(config.get("perceptual_loss"), device), "the perceptual distance",
+                      dataset.img_shape, device),
+            usable_on(load_lpips_or_none(device), "LPIPS", dataset.img_shape, device),
+        )
     labels = dataset.label(config["labeled_attribute"])[0] if overlord else dataset.classes
     result = {"model": model_name, "data": data_name, "stage": stage, "seed": seed, "version": lord.__version__}
     result.update(metric_families(codes, images, labels, dataset.contents, overlord, distances, n_pairs, seed,
