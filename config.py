@@ -50,15 +50,14 @@ LORD = {
 }
 
 # A small CPU preset: the demo's 32x32 synthetic set in minutes on two cores, with a plain pixel loss
-# so no weights are needed. What it takes there (see the README's demo section):
-# - few epochs, so each per-image content code is updated few times: noise of std 1 buries codes that
-#   had no time to grow (their norm stays below the noise's); std 0.3 with the latent rate 3e-2 gives
-#   the codes a readable signal within the first epochs;
-# - an 8-d content code: the demo's content (rotation, size, position, lighting) fits in a few
-#   dimensions, and the narrow noisy channel leaves no room for the class, which the class code
-#   carries for free;
+# so no weights are needed. Measured on the demo's set (see the README's demo section):
+# - each per-image content code is updated once per epoch, and with few epochs codes under noise of
+#   std 1 stay below the noise, so the generator reads little from them; with std 0.3 (and the
+#   latent rate 3e-2) they carry the pose within the first epochs;
 # - batch 16: on a CPU an image costs the same in a batch of 16 as in one of 64, and four times the
-#   steps train the generator and class codes faster.
+#   steps train the generator and the class codes faster;
+# - 8-d content codes: room for the demo's content (rotation, size, position, lighting); narrower
+#   codes did not keep the silhouette out of them within this budget.
 LORD_TINY = copy.deepcopy(LORD)
 LORD_TINY.update(
     {
