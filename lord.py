@@ -73,7 +73,7 @@ def cmd_preprocess(args):
     preprocess(
         args.base_dir, args.dataset_id, args.dataset_path, args.data_name or args.out_data_name,
         overlord_defaults=args.out_data_name is not None, overwrite=args.overwrite,
-        img_size=args.img_size, n_classes=args.n_classes, channels=args.channels,
+        img_size=args.img_size, n_classes=args.n_classes, channels=args.channels, rotations=args.rotations,
         n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
         part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
     )
@@ -177,7 +177,8 @@ def cmd_evaluate(args):
 def cmd_report(args):
     from lord.evaluation.report import report
 
-    print(report(args.paths, columns=args.columns or None, fmt=args.format, base_dir=args.base_dir), end="")
+    print(report(args.paths, columns=args.columns or None, fmt=args.format, base_dir=args.base_dir,
+                 seeds=args.over_seeds), end="")
 
 
 def add_training_arguments(parser):
@@ -210,6 +211,8 @@ def build_parser():
     sub.add_argument("--img-size", type=positive_int, help="output side in pixels (dataset default if omitted)")
     sub.add_argument("--n-classes", type=positive_int, help="synthetic: number of object classes")
     sub.add_argument("--channels", type=int, choices=[1, 3], help="force 1 (gray) or 3 (RGB) channels")
+    sub.add_argument("--rotations", type=positive_int, choices=[1, 2, 4, 8],
+                     help="synthetic: evenly spaced rotations to render (default: all 8)")
     sub.add_argument("--n-identities", type=positive_int, metavar="K",
                      help="celeba: keep K random people (reproducible with --seed)")
     sub.add_argument("--action", help="kth: action to read (default: handwaving)")
@@ -305,6 +308,9 @@ def build_parser():
     sub.add_argument("--columns", action="append", metavar="NAMES",
                      help="columns or families to show, comma-separated, e.g. class_from_content,translation "
                           "(repeatable; default: every column some result fills)")
+    sub.add_argument("--over-seeds", action="store_true",
+                     help="one row per model across seeds (names ending in -s<seed>): each metric's mean and "
+                          "standard deviation")
     sub.set_defaults(run=cmd_report)
 
     sub = commands.add_parser("serve", help="a local web page: translate images, look at a model while it trains")

@@ -16,7 +16,7 @@ POSITIVE_INT_KEYS = ("batch_size", "n_epochs", "_dim", "n_adain_layers", "log_ev
 NON_NEGATIVE_KEYS = ("std", "decay", "weights.", "leaky_relu_slope")
 CHOICES = {
     "arch": ("lord", "overlord"),
-    "perceptual_loss.type": ("vgg", "l1"),
+    "perceptual_loss.type": ("vgg", "l1", "laplacian"),
     "train.embedding_update": ("dense", "rows"),
     "disentanglement.embedding_update": ("dense", "rows"),
     "labeled_attribute": ("classes", "age", "identity", "domain", "gender"),

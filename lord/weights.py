@@ -145,6 +145,10 @@ def reconstruction_loss(perceptual_config, download=True):
 
     if perceptual_config["type"] == "l1":
         return PixelLoss()
+    if perceptual_config["type"] == "laplacian":
+        from lord.networks.pyramid import LaplacianLoss
+
+        return LaplacianLoss()
     state, origin = load_weight_file(VGG16_WEIGHTS, perceptual_config.get("weights"), download, PERCEPTUAL_HINT)
     # Models trained before `normalize` was a key always normalised.
     return PerceptualLoss(perceptual_config["layers"], state, origin, normalize=perceptual_config.get("normalize", True))

@@ -97,3 +97,12 @@ report() {
     lord report "$results"/*.json "$@" > "$results/table.md"
     cat "$results/table.md"
 }
+
+# report_over_seeds RESULTS_DIR [REPORT_ARGS...]: one row per model with each metric's mean and standard
+# deviation over its seeds, printed and kept as table-over-seeds.md
+report_over_seeds() {
+    local results=$1
+    shift
+    lord report "$results"/*.json --over-seeds "$@" > "$results/table-over-seeds.md"
+    cat "$results/table-over-seeds.md"
+}

@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import CLI, set_args
 from lord.assets import BaseDir
+from lord.data import store, synthetic
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path, run_cli):
@@ -18,9 +19,20 @@ def test_demo_runs_the_whole_pipeline(tmp_path, run_cli):
     base = BaseDir(tmp_path)
     for name in ("demo", "demo-train", "demo-test"):
         assert base.data_path(name).is_file()
+    rendered, test = store.load(base.data_path("demo")), store.load(base.data_path("demo-test"))
+    assert len(rendered) == 8 * synthetic.N_CONTENTS // 2 and len(test) == len(rendered) // 4
+    assert sorted(set(synthetic.content_factors(rendered.contents)["rotation"].tolist())) == [0, 2, 4, 6]
     model_dir = base.model_dir("demo")
-    for name in ("config.json", "latent.pt", "amortized.pt", "metrics.jsonl", "demo-translation.png"):
+    for name in ("config.json", "latent.pt", "amortized.pt", "metrics.jsonl", "demo-translation.png",
+                 "evaluation-demo-test-amortized.json"):
         assert (model_dir / name).is_file()
+    evaluation = json.loads((model_dir / "evaluation-demo-test-amortized.json").read_text())
+    assert evaluation["data"] == "demo-test" and evaluation["stage"] == "amortized"
+    assert evaluation["content_transfer"]["perceptual"] is None and evaluation["content_transfer"]["lpips"] is None
+    assert "warning" not in result.err
+    translation = evaluation["translation"]
+    assert f"classified as the class source's class {translation['target_class_accuracy']:.3f}" in result.out
+    assert "leakage probes" in result.out  # the evaluation's own summary
     stages = [json.loads(line)["stage"] for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
     assert stages == ["latent", "amortized"]
     grid = np.asarray(Image.open(model_dir / "demo-translation.png"))

@@ -514,3 +514,28 @@ def test_flatten_lines_up_rows_of_different_families():
     assert lord_row["content_transfer.baseline_random_same_class.ssim"] == 0.4
     assert overlord_row["class_from_content.mlp"] is None and overlord_row["fid"] == 12345.67
     assert report.flatten(lord_row) == lord_row
+
+
+def test_report_over_seeds_gives_mean_and_spread_per_model(tmp_path):
+    paths = []
+    for seed, mlp in enumerate((0.2, 0.3, 0.4)):
+        for model in ("syn-lord", "syn-plain"):
+            result = evaluation(f"{model}-s{seed}", seed=seed,
+                                class_from_content={"logistic": 0.5, "mlp": mlp if model == "syn-lord" else 0.9,
+                                                    "chance": 0.125})
+            paths.append(tmp_path / f"{model}-s{seed}.json")
+            paths[-1].write_text(json.dumps(result))
+    table = report.report(paths, columns=["class_from_content.mlp"], seeds=True)
+    assert table == (
+        "| model | data | stage | seeds | class_from_content.mlp |\n"
+        "| --- | --- | --- | ---: | ---: |\n"
+        "| syn-lord | cars3d | encoders | 3 | 0.3 ± 0.1 |\n"
+        "| syn-plain | cars3d | encoders | 3 | 0.9 ± 0 |\n"
+    )
+    per_seed = report.report(paths, columns=["class_from_content.mlp"])
+    assert len(per_seed.splitlines()) == 2 + 6 and "±" not in per_seed
+
+
+def test_report_over_seeds_keeps_a_model_whose_name_has_no_seed(results_dir):
+    table = report.report([results_dir / "lord-cars3d"], columns=["content_transfer.mse"], seeds=True)
+    assert table.splitlines()[-1] == "| lord-cars3d | cars3d | encoders | 1 | 0.00123 ± 0 |"

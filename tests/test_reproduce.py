@@ -103,6 +103,18 @@ def test_synthetic_script_trains_the_reference_without_noise_and_decay(tmp_path)
     assert "content_std=0" in trains["syn-no-regularisation-s0"]
     assert "content_std=0" not in trains["syn-lord-s0"]
     assert "train.n_epochs=3" in trains["syn-lord-s0"]
+    assert "--over-seeds" in commands[-1] and "--over-seeds" not in commands[-2]
+
+
+def test_synthetic_script_trains_three_seeds_of_the_preset_on_the_demo_data(tmp_path):
+    result, commands = run_script("synthetic.sh", [], tmp_path, {"SEEDS": ""})
+    assert result.returncode == 0, result.stderr
+    trains = [command for command in commands if subcommand(command) == "train"]
+    assert sorted(model_of(command) for command in trains) == [
+        f"syn-{variant}-s{seed}" for variant in ("lord", "no-regularisation") for seed in (0, 1, 2)]
+    assert not any("train.n_epochs" in argument for command in trains for argument in command)
+    preprocess = next(command for command in commands if subcommand(command) == "preprocess")
+    assert preprocess[preprocess.index("--rotations") + 1] == "4"
 
 
 @pytest.mark.parametrize("name", [name for name in SCRIPTS if name.startswith("overlord")])

@@ -201,11 +201,26 @@ def test_classes_have_different_colours(rgb16):
         ({"n_classes": 1}, "at least 2"),
         ({"channels": 2}, "channels"),
         ({"img_size": 4}, "img-size"),
+        ({"rotations": 3}, "rotations"),
     ],
 )
 def test_bad_options_are_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         synthetic.load(**{"img_size": 16, "n_classes": 2, "quiet": True, **options})
+
+
+def test_fewer_rotations_keep_the_same_images_under_evenly_spaced_turns(rgb16):
+    quarter_turns = synthetic.load(img_size=16, n_classes=3, rotations=4, seed=0, quiet=True)
+    levels = synthetic.content_factors(quarter_turns.contents)["rotation"]
+    assert sorted(set(levels.tolist())) == [0, 2, 4, 6]  # 0, 90, 180 and 270 degrees
+    assert len(quarter_turns) == 3 * N // 2
+    kept = np.isin(synthetic.content_factors(rgb16.contents)["rotation"], [0, 2, 4, 6])
+    assert np.array_equal(quarter_turns.imgs, rgb16.imgs[kept])
+    assert np.array_equal(quarter_turns.contents, rgb16.contents[kept])
+    assert np.array_equal(quarter_turns.classes, rgb16.classes[kept])
+    assert np.array_equal(quarter_turns.extras["masks"], rgb16.extras["masks"][kept])
+    upright = synthetic.load(img_size=16, n_classes=3, rotations=1, seed=0, quiet=True)
+    assert len(upright) == 3 * N // 8 and not synthetic.content_factors(upright.contents)["rotation"].any()
 
 
 def test_prints_one_line_unless_quiet(capsys):

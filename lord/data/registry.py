@@ -37,7 +37,7 @@ SPECS = {
             "lord.data.synthetic",
             "rendered objects with known class and content factors (no download)",
             needs_path=False,
-            options={"img_size": 64, "n_classes": 32, "channels": 3},
+            options={"img_size": 64, "n_classes": 32, "channels": 3, "rotations": 8},
         ),
         DatasetSpec(
             "folder",

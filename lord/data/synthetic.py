@@ -351,13 +351,27 @@ def cap_masks(cap):
     return ((cap >= np.minimum(peak, 0.5)) & (cap > 0)).astype(np.uint8)
 
 
-def load(root=None, img_size=64, n_classes=32, channels=3, seed=0, quiet=False, workers=None, skip_bad=False, **_):
-    """Render the whole set: n_classes * 432 images, class-major, contents in `content_factors` order.
+def rotation_levels(n_rotations):
+    """Indices of the rotation levels of a set with `n_rotations` evenly spaced rotations (a divisor
+    of the full set's 8: every 45, 90, 180 degrees, or 0 only)."""
+    full = len(CONTENT_FACTORS["rotation"])
+    if n_rotations < 1 or full % n_rotations:
+        divisors = ", ".join(str(d) for d in range(1, full + 1) if full % d == 0)
+        raise UserError(f"--rotations must be one of {divisors}, got {n_rotations}")
+    return np.arange(0, full, full // n_rotations)
+
+
+def load(root=None, img_size=64, n_classes=32, channels=3, rotations=8, seed=0, quiet=False, workers=None,
+         skip_bad=False, **_):
+    """Render the set: n_classes * 432 images (54 per rotation kept), class-major, contents in
+    `content_factors` order. Content ids are those of the full set whatever `rotations` keeps, so
+    they name the same pose in every variant.
 
     `root`, `workers` and `skip_bad` are accepted for the common loader interface and unused.
     """
     start = time.perf_counter()
     img_size, n_classes, channels = int(img_size), int(n_classes), int(channels)
+    kept_rotations = rotation_levels(int(rotations))
     if n_classes < 2:
         raise UserError(f"--n-classes must be at least 2 for the synthetic dataset, got {n_classes}")
     if img_size < MIN_IMG_SIZE:
@@ -375,6 +389,8 @@ def load(root=None, img_size=64, n_classes=32, channels=3, seed=0, quiet=False, 
         masks[rows] = cap_masks(cap)
     classes = np.repeat(np.arange(n_classes, dtype=np.int64), N_CONTENTS)
     contents = np.tile(np.arange(N_CONTENTS, dtype=np.int64), n_classes)
+    kept = np.isin(content_factors(contents)["rotation"], kept_rotations)
+    imgs, masks, classes, contents = imgs[kept], masks[kept], classes[kept], contents[kept]
     dataset = make_dataset(imgs, classes, contents, n_classes=n_classes, masks=masks)
     if not quiet:
         print(

@@ -295,7 +295,7 @@ def open_inputs(base, model_name, data_name, stage):
 
 
 def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=DEFAULT_N_PAIRS, seed=0,
-             device="auto", quiet=False, export=None, face=False):
+             device="auto", quiet=False, export=None, face=False, weighted_distances=True):
     """Evaluate a model's `stage` (default: its latest completed stage) on preprocessed data.
 
     Returns and writes (atomically, to `output` or to the model directory's
@@ -310,6 +310,8 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     With `export` (a directory), the scored translations are also written there as PNG files with an
     index (see lord.evaluation.export).
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
+    `weighted_distances=False` leaves the distances that need published weights (perceptual, LPIPS)
+    null without looking for or downloading their files.
     """
     started = time.perf_counter()
     if n_pairs < 1:
@@ -328,11 +330,13 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     images = DeviceImages(dataset.imgs, device, channels_last=False)
     build = overlord_codes if overlord else lord_codes
     codes = build(model_dir, config, stage, dataset, images, stage == "latent", batch_size, quiet)
-    distances = ImageDistances(
-        usable_on(load_perceptual(config.get("perceptual_loss"), device), "the perceptual distance",
-                  dataset.img_shape, device),
-        usable_on(load_lpips_or_none(device), "LPIPS", dataset.img_shape, device),
-    )
+    distances = ImageDistances()
+    if weighted_distances:
+        distances = ImageDistances(
+            usable_on(load_perceptual(config.get("perceptual_loss"), device), "the perceptual distance",
+                      dataset.img_shape, device),
+            usable_on(load_lpips_or_none(device), "LPIPS", dataset.img_shape, device),
+        )
     result = {"model": model_name, "data": data_name, "stage": stage, "seed": seed, "version": lord.__version__}
     with contextlib.ExitStack() as stack:
         exporter = None if export_dir is None else stack.enter_context(TranslationExport(export_dir, labels))

@@ -9,6 +9,8 @@ per metric family (null where the family does not apply). Nested entries become 
 import csv
 import io
 import math
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from lord.assets import BaseDir, read_json, validate_name
@@ -109,9 +111,50 @@ def flatten(result):
     return columns
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A metric over several seeds: its mean and sample standard deviation."""
+
+    mean: float
+    deviation: float
+
+
+def seedless_name(result):
+    """The model name without the `-s<seed>` suffix of the seed it was evaluated with, as the
+    reproduction scripts name one model per seed (`syn-lord-s2` with seed 2 -> `syn-lord`)."""
+    suffix = f"-s{result['seed']}"
+    name = str(result["model"])
+    return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
+
+
+def over_seeds(results):
+    """One row per (model less its seed suffix, data, stage): each numeric metric as its mean and
+    spread over those results, `seeds` their number; a metric some of them lack is left empty."""
+    groups = {}
+    for result in results:
+        row = flatten(result)
+        groups.setdefault((seedless_name(result), row["data"], row["stage"]), []).append(row)
+    rows = []
+    for (model, data, stage), members in groups.items():
+        row = {"model": model, "data": data, "stage": stage, "seeds": len(members)}
+        for column in members[0]:
+            if column in row or column in HIDDEN_BY_DEFAULT:
+                continue
+            values = [member.get(column) for member in members]
+            numeric = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
+            row[column] = None
+            if numeric:
+                deviation = statistics.stdev(values) if len(values) > 1 else 0.0
+                row[column] = Spread(statistics.fmean(values), deviation)
+        rows.append(row)
+    return rows
+
+
 def format_value(value):
     if value is None:
         return "-"
+    if isinstance(value, Spread):
+        return f"{format_value(value.mean)} ± {value.deviation:.2g}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -127,14 +170,15 @@ def format_value(value):
 
 def _select_columns(rows, requested):
     available = list(dict.fromkeys(column for row in rows or [flatten({})] for column in row))
+    leading = [column for column in (*IDENTITY_COLUMNS, "seeds") if column in available]
     if requested is None:
         return [
             column for column in available
-            if column in IDENTITY_COLUMNS
+            if column in leading
             or (column not in HIDDEN_BY_DEFAULT and any(row.get(column) is not None for row in rows))
         ]
     names = [name.strip() for item in requested for name in str(item).split(",") if name.strip()]
-    selected = list(IDENTITY_COLUMNS)
+    selected = list(leading)
     for name in names:
         matches = [column for column in available if column == name or column.startswith(name + ".")]
         if not matches:
@@ -143,16 +187,17 @@ def _select_columns(rows, requested):
     return selected
 
 
-def format_table(results, columns=None, fmt="markdown"):
-    """The table of `results` (evaluation results or their `flatten`ed rows) as markdown or CSV.
+def format_table(results, columns=None, fmt="markdown", seeds=False):
+    """The table of `results` (evaluation results) as markdown or CSV.
 
-    The identity columns (model, data, stage) always come first. Then, without `columns`, every
+    The identity columns (model, data, stage) always come first; with `seeds`, one row per model
+    across its seeds (see `over_seeds`), with the number of seeds next. Then, without `columns`, every
     metric column that some row fills; with `columns`, those named: a column or a family (standing
     for all its columns, e.g. `content_transfer`); an item may hold several names separated by commas.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown table format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    rows = [flatten(result) for result in results]
+    rows = over_seeds(results) if seeds else [flatten(result) for result in results]
     selected = _select_columns(rows, columns)
     cells = [[format_value(row.get(column)) for column in selected] for row in rows]
     if fmt == "csv":
@@ -162,7 +207,7 @@ def format_table(results, columns=None, fmt="markdown"):
         writer.writerows(cells)
         return buffer.getvalue()
     numeric = [
-        all(isinstance(row.get(column), (int, float)) or row.get(column) is None for row in rows)
+        all(isinstance(row.get(column), (int, float, Spread)) or row.get(column) is None for row in rows)
         and column not in IDENTITY_COLUMNS
         for column in selected
     ]
@@ -178,6 +223,7 @@ def _markdown_row(cells):
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def report(paths, columns=None, fmt="markdown", base_dir=None):
-    """The `report` command: the table of every evaluation result found at `paths`."""
-    return format_table(load_results(paths, base_dir), columns, fmt)
+def report(paths, columns=None, fmt="markdown", base_dir=None, seeds=False):
+    """The `report` command: the table of every evaluation result found at `paths` (with `seeds`,
+    their means and spreads over seeds)."""
+    return format_table(load_results(paths, base_dir), columns, fmt, seeds)
