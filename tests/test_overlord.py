@@ -229,6 +229,8 @@ def test_resume_ends_with_the_same_weights(overlord_models, tmp_path, model_name
     from lord.training.synthesis import SynthesisStage
 
     model_config, dataset, states = stage_inputs(overlord_models, model_name)
+    if stage_name == "latent":  # 96 images: four batches of 20 and one of 16, interrupted in the smaller one
+        model_config["disentanglement"]["batch_size"] = 20
 
     def build():
         seed_everything(0)
@@ -241,7 +243,7 @@ def test_resume_ends_with_the_same_weights(overlord_models, tmp_path, model_name
 
     run(build(), tmp_path / "straight")
     interrupted = build()
-    interrupt_at(interrupted, 3)
+    interrupt_at(interrupted, 4)
     with pytest.raises(Interrupted):
         run(interrupted, tmp_path / "resumed")
     assert not weights_path(tmp_path / "resumed", stage_name).exists()
@@ -320,3 +322,16 @@ def test_rows_embedding_update_trains(synthetic32_base, tmp_path, run_cli):
     records = metrics(BaseDir(base).model_dir("rows"))
     assert records[1]["reconstruction"] < records[0]["reconstruction"]
     assert records[1]["lr"]["encoder"] > 0 and set(records[1]["lr"]) == {"generator", "latent", "encoder"}
+
+
+def test_stage1_keeps_the_last_smaller_batch_as_published(synthetic32_base, tmp_path, run_cli):
+    """96 images in batches of 20: stage 1 takes 5 steps an epoch (the last of 16 images), stage 2 takes 4."""
+    base = tmp_path / "base"
+    shutil.copytree(synthetic32_base, base)
+    common = ["-bd", base, "-q", "--device", "cpu"]
+    assert run_cli(*common, "train", "-dn", "syn32", "-mn", "m", "-cf", "overlord-tiny",
+                   *overlord_set_args("none", "disentanglement.n_epochs=1", "disentanglement.batch_size=20",
+                                      "amortization.n_epochs=1", "amortization.batch_size=20")).code == 0
+    assert run_cli(*common, "train-encoders", "-dn", "syn32", "-mn", "m").code == 0
+    records = metrics(BaseDir(base).model_dir("m"))
+    assert [(record["stage"], record["step"]) for record in records] == [("latent", 5), ("amortized", 4)]

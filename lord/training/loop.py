@@ -70,6 +70,7 @@ class Stage:
     batch_size = 1
     n_epochs = 1
     optimizer = None  # one optimizer with named param groups: its learning rates are logged
+    drop_last = True  # whether an epoch skips its last, incomplete batch (else it is one more, smaller step)
     rng = None  # a torch.Generator for the stage's own noise: checkpointed with the stage
 
     def configure(self, block, config, dataset, device, distributed):
@@ -207,6 +208,8 @@ class Run:
         self.metrics_path = self.model_dir / "metrics.jsonl"
         self.checkpoint_path = checkpoint_path(self.model_dir, stage.name)
         self.steps_per_epoch = stage.n_images // stage.batch_size
+        if not stage.drop_last:
+            self.steps_per_epoch = -(-stage.n_images // stage.batch_size)
         if self.steps_per_epoch < 1:
             raise UserError(
                 f"{stage.name}: the batch size {stage.batch_size} is larger than the {stage.n_images} "
@@ -300,13 +303,13 @@ class Run:
             order = order.to(device)
             for step in range(position, self.steps_per_epoch):
                 indices = order[step * size : (step + 1) * size]
-                yield step, Batch(indices, indices, size)
+                yield step, Batch(indices, indices, len(indices))
             return
         for step in range(position, self.steps_per_epoch):
             indices = order[step * size : (step + 1) * size]
             positions = torch.nonzero(indices % distributed.world_size == distributed.rank).flatten()
             local = indices[positions]
-            yield step, Batch(local.to(device), (local // distributed.world_size).to(device), size,
+            yield step, Batch(local.to(device), (local // distributed.world_size).to(device), len(indices),
                               positions.to(device))
 
     def _run_epoch(self, epoch, position, sums, signals, writer):
@@ -330,7 +333,7 @@ class Run:
                 for key, value in losses.items():
                     sums[key] = sums[key] + value.detach() if key in sums else value.detach().clone()
                 steps_done = step + 1
-                images_done += stage.batch_size
+                images_done += batch.size
                 bar.update(1)
                 if steps_done % self.log_every and steps_done != self.steps_per_epoch:
                     continue

@@ -38,6 +38,7 @@ class LabelConditionedGenerator(nn.Module):
 
 class OverlordLatentStage(Stage):
     name = "latent"
+    drop_last = False  # as published: an epoch's last, smaller batch is a step too
 
     def __init__(self, config, dataset, device, seed=0, distributed=None):
         stage = config["disentanglement"]
