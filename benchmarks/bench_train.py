@@ -62,6 +62,7 @@ CPU_CASES = [
 # The 64x64 paper configuration on the CPU (few steps: each takes seconds).
 CPU_PAPER_CASE = ("lord-latent", "lord", 64, 128, 4096)
 CELEBA_MEMORY_CASE = ("lord-latent", "lord", 64, 128, 200_000)
+PARTS = ("stages", "scaling", "memory")
 # --precision of our path -> runtime.mixed_precision (the reference path is always float32)
 PRECISION_SETTING = {"auto": "auto", "float32": "false", "bf16": "true"}
 STAGE_OF = {"lord-latent": "latent", "lord-encoders": "amortized", "overlord-latent": "latent",
@@ -412,7 +413,11 @@ def main():
                         help="our path's runtime.mixed_precision: auto (the default: bf16 on CUDA and on CPUs "
                              "with native bf16), float32 or bf16; the reference path is float32")
     parser.add_argument("--stages", nargs="+", choices=sorted(STAGE_OF),
-                        help="measure only these stages (default: all), and skip the scaling and memory parts")
+                        help="measure only these stages (default: all)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to measure: the stages' speed and memory against the reference, the step "
+                             "time against the number of images, the peak memory with a CelebA-sized set "
+                             "(default: all three; the last is skipped with --quick)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -434,17 +439,18 @@ def main():
     print(f"{'stage':19} {'config':16} {'size':>4} {'ours img/s':>10} {'ref img/s':>10} {'speed':>6} "
           f"{'ours MB':>9} {'ref MB':>9} {'memory':>6} {'cpu t':>6}")
     for case in CPU_CASES + ([] if args.quick else PAPER_CASES if on_gpu else [CPU_PAPER_CASE]):
-        if args.stages and case[0] not in args.stages:
+        if "stages" not in args.parts or args.stages and case[0] not in args.stages:
             continue
         slow = not on_gpu and case[1] == "lord"
         report["stages"].append(compare(case, args, steps=3 if slow else None, warmup=1 if slow else None,
                                         repeats=1 if slow else args.repeats))
 
-    if args.stages:
-        return write_report(report, args.json)
     scaling_case = PAPER_CASES[0] if on_gpu and not args.quick else CPU_CASES[0]
     sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
-    print(f"\nstep time against the number of images ({scaling_case[1]}, batch {scaling_case[3]}):")
+    if "scaling" not in args.parts:
+        sizes = []
+    if sizes:
+        print(f"\nstep time against the number of images ({scaling_case[1]}, batch {scaling_case[3]}):")
     for n_images in sizes:
         entry = {"n_images": n_images}
         for label, rows in (("rows", True), ("dense", False)):
@@ -456,7 +462,7 @@ def main():
         print(f"  {n_images:>8} images: {entry['step_ms_rows']:8.1f} ms with embedding_update=rows, "
               f"{entry['step_ms_dense']:8.1f} ms with dense", flush=True)
 
-    if not args.quick:
+    if not args.quick and "memory" in args.parts:
         print("\npeak host memory with a CelebA-sized set (200,000 images of 64x64x3), 2 timed steps:")
         ours = measure(CELEBA_MEMORY_CASE, "ours", args, warmup=1, steps=2)
         reference = measure(CELEBA_MEMORY_CASE, "reference", args, warmup=1, steps=2)

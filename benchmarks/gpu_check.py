@@ -100,8 +100,7 @@ def presets_config(preset):
 def run_benchmark(device, dry_run, json_path):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--device", device, "--json", json_path]
     if dry_run:
-        command += ["--quick", "--repeats", "1", "--warmup", "1", "--steps", "1",
-                    "--stages", "lord-latent", "lord-encoders", "overlord-latent", "overlord-synthesis"]
+        command += ["--quick", "--repeats", "1", "--warmup", "1", "--steps", "1", "--parts", "stages"]
     else:
         command += ["--repeats", "1"]
     print("$ " + " ".join(command), flush=True)
