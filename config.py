@@ -29,7 +29,8 @@ LORD = {
     "adain_dim": 256,
     "final_conv_dim": 64,
     "leaky_relu_slope": 0.01,  # PyTorch's default, which the published networks use
-    "encoder": {"channels": [64, 128, 256, 256, 256], "fc_dim": 256},
+    # center_input: the toolkit's addition, encoders fed 2x - 1 instead of the [0, 1] image; off as published.
+    "encoder": {"channels": [64, 128, 256, 256, 256], "fc_dim": 256, "center_input": False},
     # normalize: ImageNet mean/std before VGG; the published LORD feeds VGG raw [0, 1] images.
     "perceptual_loss": {"type": "vgg", "layers": VGG_LAYERS, "normalize": False, "weights": None},
     "train": {
@@ -45,6 +46,9 @@ LORD = {
         "n_epochs": 200,
         "learning_rate": {"max": 1e-4, "min": 1e-5},
         "loss_weights": {"reconstruction": 1.0, "content": 10.0, "class": 10.0},
+        # The toolkit's addition: the share of each batch replaced by stage 1's translations
+        # G(content_i, class_k), k random, regressed onto (content_i, class_k). 0 as published.
+        "translated_fraction": 0.0,
     },
     "runtime": RUNTIME,
 }
@@ -67,7 +71,7 @@ LORD_TINY.update(
         "n_adain_layers": 3,
         "adain_dim": 32,
         "final_conv_dim": 16,
-        "encoder": {"channels": [16, 32, 32, 32, 32], "fc_dim": 64},
+        "encoder": {"channels": [16, 32, 32, 32, 32], "fc_dim": 64, "center_input": False},
         "leaky_relu_slope": 0.2,
         "perceptual_loss": {"type": "l1", "layers": VGG_LAYERS, "normalize": False, "weights": None},
     }
