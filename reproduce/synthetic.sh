@@ -10,10 +10,13 @@ set -euo pipefail
 USAGE="usage: $0
 Optional environment: BASE_DIR (default runs/synthetic), N_CLASSES (default 24), ROTATIONS (default 1),
 EPOCHS (stage 1) and ENCODER_EPOCHS (stage 2) (default: the preset's), SEEDS (default \"0 1 2\"),
+VARIANTS (default \"lord no-regularisation\"; two runs of the script, one per variant, can share a BASE_DIR
+once the data is split, and the later one's tables hold both),
 DEVICE (default cpu), N_PAIRS (default 1000), PYTHON (see common.sh)."
 BASE_DIR="${BASE_DIR:-runs/synthetic}"
 DEVICE="${DEVICE:-cpu}"
 SEEDS="${SEEDS:-0 1 2}"
+VARIANTS="${VARIANTS:-lord no-regularisation}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $# -eq 0 ]] || usage "expected no arguments, got $#"
@@ -25,7 +28,7 @@ mkdir -p "$results"
 preprocess syn -di synthetic --img-size 32 --n-classes "$N_CLASSES" --rotations "$ROTATIONS"
 split_samples syn 0.5
 for seed in $SEEDS; do
-    for variant in lord no-regularisation; do
+    for variant in $VARIANTS; do
         model="syn-$variant-s$seed"
         settings=(--config lord-tiny)
         [[ -z "${EPOCHS:-}" ]] || settings+=(--set "train.n_epochs=$EPOCHS")

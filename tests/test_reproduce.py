@@ -142,3 +142,10 @@ def test_overlord_tables_show_the_papers_columns_first(name, tmp_path):
         assert shown[:5] == ["fid_paper", "translation.target_class_accuracy", "translation.source_class_accuracy",
                              "translation.classifier_accuracy", "lpips_diversity"]
     assert "fid" in shown and "class_from_content.mlp" in shown
+
+
+def test_synthetic_script_trains_only_the_variants_asked_for(tmp_path):
+    result, commands = run_script("synthetic.sh", [], tmp_path, {"SEEDS": "0 1", "VARIANTS": "no-regularisation"})
+    assert result.returncode == 0, result.stderr
+    trains = [command for command in commands if subcommand(command) == "train"]
+    assert sorted(model_of(command) for command in trains) == ["syn-no-regularisation-s0", "syn-no-regularisation-s1"]
