@@ -12,7 +12,9 @@ VGG_LAYERS = [2, 7, 12, 21, 30]
 # Runtime switches shared by every preset; they change speed, never the method.
 RUNTIME = {
     "log_every": 50,  # steps between host synchronisations (progress bar, non-finite check)
-    "mixed_precision": True,  # bf16 autocast on CUDA; the CPU path is always float32
+    # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), float32 elsewhere;
+    # true / false force it on / off. The published code trains in float32.
+    "mixed_precision": "auto",
     "channels_last": True,  # on CUDA
     "compile": False,  # torch.compile the training step
     "n_samples": 8,  # rows and columns of the translation grids

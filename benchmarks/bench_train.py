@@ -62,6 +62,9 @@ CPU_CASES = [
 # The 64x64 paper configuration on the CPU (few steps: each takes seconds).
 CPU_PAPER_CASE = ("lord-latent", "lord", 64, 128, 4096)
 CELEBA_MEMORY_CASE = ("lord-latent", "lord", 64, 128, 200_000)
+PARTS = ("stages", "scaling", "memory")
+# --precision of our path -> runtime.mixed_precision (the reference path is always float32)
+PRECISION_SETTING = {"auto": "auto", "float32": "false", "bf16": "true"}
 STAGE_OF = {"lord-latent": "latent", "lord-encoders": "amortized", "overlord-latent": "latent",
             "overlord-synthesis": "synthesis"}
 BATCH_KEY = {("lord", "latent"): "train", ("lord", "amortized"): "train_encoders",
@@ -100,7 +103,7 @@ def make_dataset(n_images, img_size, n_classes=32, seed=0, with_masks=False):
     return build(imgs, np.arange(n_images) % n_classes, n_classes=n_classes, **extras)
 
 
-def case_config(case, dataset, rows_update=None, compile_=False):
+def case_config(case, dataset, rows_update=None, compile_=False, precision="auto"):
     import config as presets
 
     from lord.configuration import apply_overrides
@@ -118,12 +121,13 @@ def case_config(case, dataset, rows_update=None, compile_=False):
         overrides.append(f"{block}.embedding_update={'rows' if rows_update else 'dense'}")
     if compile_:
         overrides.append("runtime.compile=true")
+    overrides.append(f"runtime.mixed_precision={PRECISION_SETTING[precision]}")
     cfg = apply_overrides(cfg, overrides)
     cfg["data"] = data_block("bench", dataset, cfg)
     return cfg
 
 
-def build_ours(case, device, n_images=None, rows_update=None, compile_=False):
+def build_ours(case, device, n_images=None, rows_update=None, compile_=False, precision="auto"):
     """Our stage object for a case, on random data of the case's size, from fresh weights."""
     import torch
 
@@ -131,7 +135,7 @@ def build_ours(case, device, n_images=None, rows_update=None, compile_=False):
     from lord.training import build_stage
 
     dataset = make_dataset(n_images or case[4], case[2], with_masks=case[0].startswith("overlord"))
-    cfg = case_config(case, dataset, rows_update, compile_)
+    cfg = case_config(case, dataset, rows_update, compile_, precision)
     stage = STAGE_OF[case[0]]
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as model_dir:
@@ -143,25 +147,27 @@ def build_ours(case, device, n_images=None, rows_update=None, compile_=False):
 def timed_steps(step, device, warmup, steps):
     import torch
 
-    times = []
+    times, cpu_times = [], []
     for index in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step(index)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if index >= warmup:
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            cpu_times.append(time.process_time() - cpu_start)
+    return statistics.median(times), statistics.median(cpu_times)
 
 
-def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count_flops=False, compile_=False):
+def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count_flops=False, compile_=False,
+             precision="auto"):
     import torch
 
     from lord.training.loop import Batch
 
-    stage = build_ours(case, device, n_images, rows_update, compile_)
+    stage = build_ours(case, device, n_images, rows_update, compile_, precision)
     order = torch.randperm(stage.n_images, generator=torch.Generator().manual_seed(0)).to(device)
     batches = stage.n_images // stage.batch_size
 
@@ -170,8 +176,9 @@ def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count
         indices = order[position * stage.batch_size : (position + 1) * stage.batch_size]
         stage.train_step(Batch(indices, indices, stage.batch_size), index, 10**6)
 
-    seconds = timed_steps(step, device, warmup, steps)
-    result = {"img_s": stage.batch_size / seconds, "step_ms": seconds * 1e3, "batch_size": stage.batch_size}
+    seconds, cpu_seconds = timed_steps(step, device, warmup, steps)
+    result = {"img_s": stage.batch_size / seconds, "step_ms": seconds * 1e3, "cpu_ms": cpu_seconds * 1e3,
+              "batch_size": stage.batch_size, "precision": "bf16" if stage.amp else "float32"}
     if count_flops:
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -283,8 +290,9 @@ class ReferenceTrainer:
 
 def run_reference(case, device, warmup, steps):
     trainer = ReferenceTrainer(case, device)
-    seconds = timed_steps(trainer.step, device, warmup, steps)
-    return {"img_s": trainer.batch_size / seconds, "step_ms": seconds * 1e3, "batch_size": trainer.batch_size}
+    seconds, cpu_seconds = timed_steps(trainer.step, device, warmup, steps)
+    return {"img_s": trainer.batch_size / seconds, "step_ms": seconds * 1e3, "cpu_ms": cpu_seconds * 1e3,
+            "batch_size": trainer.batch_size}
 
 
 def worker(args):
@@ -299,7 +307,7 @@ def worker(args):
     case = tuple(json.loads(args.case))
     if args.path == "ours":
         result = run_ours(case, device, args.warmup, args.steps, args.n_images, rows_update=args.rows_update,
-                          count_flops=device.type == "cuda", compile_=args.compile)
+                          count_flops=device.type == "cuda", compile_=args.compile, precision=args.precision)
     else:
         result = run_reference(case, device, args.warmup, args.steps)
     result["peak_rss_mb"] = peak_rss_mb()
@@ -320,6 +328,7 @@ def measure(case, path, options, n_images=None, rows_update=None, warmup=None, s
         command += ["--rows-update" if rows_update else "--dense-update"]
     if options.compile and path == "ours":
         command += ["--compile"]
+    command += ["--precision", getattr(options, "precision", "auto")]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                                env=dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")))
     for line in completed.stdout.splitlines():
@@ -351,6 +360,7 @@ def repeated(case, options, repeats, steps=None, warmup=None):
         combined = dict(results[0])
         combined["img_s"] = statistics.median(result["img_s"] for result in results)
         combined["step_ms"] = statistics.median(result["step_ms"] for result in results)
+        combined["cpu_ms"] = statistics.median(result["cpu_ms"] for result in results)
         for key in ("peak_rss_mb", "peak_cuda_mb"):
             if key in combined:
                 combined[key] = max(result[key] for result in results)
@@ -364,7 +374,11 @@ def compare(case, options, steps=None, warmup=None, repeats=1):
     row = {
         "stage": case[0], "config": case[1], "img_size": case[2], "batch_size": ours["batch_size"],
         "ours_img_s": round(ours["img_s"], 2), "reference_img_s": round(reference["img_s"], 2),
-        "speed_ratio": round(ours["img_s"] / reference["img_s"], 3),
+        "speed_ratio": round(ours["img_s"] / reference["img_s"], 3), "ours_precision": ours["precision"],
+        # CPU time of the main process per step: robust to other load, blind to the reference's
+        # loader worker (which the wall-clock ratio counts where it stalls the step)
+        "ours_cpu_ms": round(ours["cpu_ms"], 2), "reference_cpu_ms": round(reference["cpu_ms"], 2),
+        "cpu_time_ratio": round(reference["cpu_ms"] / ours["cpu_ms"], 3),
         "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1), "reference_peak_rss_mb": round(reference["peak_rss_mb"], 1),
         "memory_ratio": round(ours["peak_rss_mb"] / reference["peak_rss_mb"], 3),
         "ours_peak_cuda_mb": ours.get("peak_cuda_mb"), "reference_peak_cuda_mb": reference.get("peak_cuda_mb"),
@@ -377,7 +391,7 @@ def compare(case, options, steps=None, warmup=None, repeats=1):
         row["mfu"] = round(achieved / peak, 4) if peak else None
     print(f"{case[0]:19} {case[1]:16} {case[2]:4} {row['ours_img_s']:10.1f} {row['reference_img_s']:10.1f} "
           f"{row['speed_ratio']:6.2f} {row['ours_peak_rss_mb']:9.0f} {row['reference_peak_rss_mb']:9.0f} "
-          f"{row['memory_ratio']:6.2f}" + (f"  MFU {row['mfu']:.1%}" if row.get("mfu") else ""), flush=True)
+          f"{row['memory_ratio']:6.2f} {row['cpu_time_ratio']:6.2f}" + (f"  MFU {row['mfu']:.1%}" if row.get("mfu") else ""), flush=True)
     return row
 
 
@@ -395,6 +409,15 @@ def main():
     parser.add_argument("--compile", action="store_true",
                         help="run our stages with runtime.compile=true (torch.compile; warm-up steps include "
                              "the compilation)")
+    parser.add_argument("--precision", default="auto", choices=sorted(PRECISION_SETTING),
+                        help="our path's runtime.mixed_precision: auto (the default: bf16 on CUDA and on CPUs "
+                             "with native bf16), float32 or bf16; the reference path is float32")
+    parser.add_argument("--stages", nargs="+", choices=sorted(STAGE_OF),
+                        help="measure only these stages (default: all)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to measure: the stages' speed and memory against the reference, the step "
+                             "time against the number of images, the peak memory with a CelebA-sized set "
+                             "(default: all three; the last is skipped with --quick)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -408,20 +431,26 @@ def main():
     description = device_description(args.device)
     on_gpu = not description.startswith("CPU")
     report = {"device": description, "date": datetime.date.today().isoformat(), "quick": args.quick,
-              "compile": args.compile, "threads": args.threads,
+              "compile": args.compile, "threads": args.threads, "precision": args.precision,
               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
               "stages": [], "scaling": [], "memory": None}
-    print(f"device: {description}" + (", ours with torch.compile" if args.compile else ""))
+    print(f"device: {description}, ours in precision {args.precision}"
+          + (", with torch.compile" if args.compile else ""))
     print(f"{'stage':19} {'config':16} {'size':>4} {'ours img/s':>10} {'ref img/s':>10} {'speed':>6} "
-          f"{'ours MB':>9} {'ref MB':>9} {'memory':>6}")
+          f"{'ours MB':>9} {'ref MB':>9} {'memory':>6} {'cpu t':>6}")
     for case in CPU_CASES + ([] if args.quick else PAPER_CASES if on_gpu else [CPU_PAPER_CASE]):
+        if "stages" not in args.parts or args.stages and case[0] not in args.stages:
+            continue
         slow = not on_gpu and case[1] == "lord"
         report["stages"].append(compare(case, args, steps=3 if slow else None, warmup=1 if slow else None,
                                         repeats=1 if slow else args.repeats))
 
     scaling_case = PAPER_CASES[0] if on_gpu and not args.quick else CPU_CASES[0]
     sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
-    print(f"\nstep time against the number of images ({scaling_case[1]}, batch {scaling_case[3]}):")
+    if "scaling" not in args.parts:
+        sizes = []
+    if sizes:
+        print(f"\nstep time against the number of images ({scaling_case[1]}, batch {scaling_case[3]}):")
     for n_images in sizes:
         entry = {"n_images": n_images}
         for label, rows in (("rows", True), ("dense", False)):
@@ -433,7 +462,7 @@ def main():
         print(f"  {n_images:>8} images: {entry['step_ms_rows']:8.1f} ms with embedding_update=rows, "
               f"{entry['step_ms_dense']:8.1f} ms with dense", flush=True)
 
-    if not args.quick:
+    if not args.quick and "memory" in args.parts:
         print("\npeak host memory with a CelebA-sized set (200,000 images of 64x64x3), 2 timed steps:")
         ours = measure(CELEBA_MEMORY_CASE, "ours", args, warmup=1, steps=2)
         reference = measure(CELEBA_MEMORY_CASE, "reference", args, warmup=1, steps=2)
@@ -444,9 +473,13 @@ def main():
         }
         print(f"  ours {ours['peak_rss_mb']:.0f} MB, reference {reference['peak_rss_mb']:.0f} MB, "
               f"ratio {report['memory']['memory_ratio']:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    write_report(report, args.json)
+
+
+def write_report(report, path):
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

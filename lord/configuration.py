@@ -21,6 +21,7 @@ CHOICES = {
     "disentanglement.embedding_update": ("dense", "rows"),
     "labeled_attribute": ("classes", "age", "identity", "domain", "gender"),
     "correlation": (None, "pose-invariant", "localized"),
+    "runtime.mixed_precision": ("auto", "true", "false"),
 }
 ARCH_BLOCKS = {"lord": "train", "overlord": "disentanglement"}  # a block only that architecture's configs have
 

@@ -18,7 +18,7 @@ def bench():
 
 
 def options(**changes):
-    values = dict(device="cpu", warmup=1, steps=1, threads=1, compile=False, repeats=1)
+    values = dict(device="cpu", warmup=1, steps=1, threads=1, compile=False, repeats=1, precision="auto")
     values.update(changes)
     return argparse.Namespace(**values)
 
@@ -35,7 +35,14 @@ def test_every_stage_is_measured_on_both_paths(bench, stage, config):
         assert key in row
     assert row["ours_img_s"] > 0 and row["reference_img_s"] > 0 and row["batch_size"] == 8
     assert row["speed_ratio"] == pytest.approx(row["ours_img_s"] / row["reference_img_s"], rel=1e-2)
+    assert row["cpu_time_ratio"] == pytest.approx(row["reference_cpu_ms"] / row["ours_cpu_ms"], rel=1e-2)
     assert 0 < row["memory_ratio"] < 10
+
+
+@pytest.mark.parametrize("precision, expected", [("float32", "float32"), ("bf16", "bf16")])
+def test_our_path_runs_in_the_precision_asked_for(bench, precision, expected):
+    result = bench.measure(("lord-latent", "lord-tiny", 16, 8, 64), "ours", options(precision=precision))
+    assert result["precision"] == expected
 
 
 def test_scaling_uses_tables_of_the_requested_size(bench):
@@ -44,3 +51,39 @@ def test_scaling_uses_tables_of_the_requested_size(bench):
         config = bench.case_config(case, bench.make_dataset(500, 16), rows_update=rows)
         assert config["train"]["embedding_update"] == update and config["data"]["n_images"] == 500
         assert bench.measure(case, "ours", options(), n_images=500, rows_update=rows)["step_ms"] > 0
+
+
+def test_gpu_check_parses_and_its_python_parts_run_on_cpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    result = subprocess.run(["bash", str(script), "--device", "cpu", "--dry-run", "--steps", "1",
+                             "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, env={**__import__("os").environ, "PYTHON": sys.executable},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith(("| train ", "| benchmark "))]
+    trained = [line for line in table if line.startswith("| train ")]
+    assert len(trained) == 2 + 3 * 3  # LORD's two stages, three for each OverLORD correlation mode
+    benchmark = json.loads((tmp_path / "bench.json").read_text())
+    assert [row["stage"] for row in benchmark["stages"]] == ["lord-latent", "lord-encoders", "overlord-latent",
+                                                            "overlord-synthesis"]
+    assert len([line for line in table if line.startswith("| benchmark ")]) == 4
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: no CUDA device: run on a machine with a GPU, or with "
+                                                  "--device cpu --dry-run"]

@@ -159,7 +159,9 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             self.blur = Blur(pad=(1, 1), gain=4.0)
 
-    def forward(self, x, style):
+    def forward(self, x, style, activation_bias=None):
+        """`activation_bias`: also add this per-channel bias and apply the scaled leaky ReLU (what
+        StyledConv does next), fused with the demodulation into two passes over the output."""
         style = self.modulation(style)
         weight = self.weight * self.scale
         x = x * style[:, :, None, None].to(x.dtype)
@@ -167,11 +169,17 @@ class ModulatedConv2d(nn.Module):
             x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2))
         else:
             x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
-        if self.demodulate:
-            energy = weight.square().sum(dim=(2, 3))
-            coefficients = torch.rsqrt(float32_matmul(style.square(), energy.t()) + 1e-8)
-            x = x * coefficients[:, :, None, None].to(x.dtype)
-        return x
+        if not self.demodulate:
+            return x if activation_bias is None else scaled_leaky_relu(x, activation_bias)
+        energy = weight.square().sum(dim=(2, 3))
+        coefficients = torch.rsqrt(float32_matmul(style.square(), energy.t()) + 1e-8)
+        if activation_bias is None:
+            return x * coefficients[:, :, None, None].to(x.dtype)
+        # gain * leaky_relu(y) = leaky_relu(gain * y) for a positive gain: the gain joins the
+        # demodulation and the bias, and scale, shift and activation take two passes over x.
+        shift = (activation_bias * ACTIVATION_GAIN).to(x.dtype).view(1, -1, 1, 1)
+        scale = (coefficients * ACTIVATION_GAIN).to(x.dtype)[:, :, None, None]
+        return F.leaky_relu(torch.addcmul(shift, x, scale), 0.2, inplace=True)
 
 
 class StyledConv(nn.Module):
@@ -183,7 +191,9 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x, style):
-        return self.activate(self.conv(x, style))
+        if self.activate.bias is None:
+            return self.activate(self.conv(x, style))
+        return self.conv(x, style, activation_bias=self.activate.bias)
 
 
 class ToRGB(nn.Module):

@@ -15,7 +15,8 @@ import copy
 import torch
 
 from lord.model import AmortizedModel
-from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
+from lord.training.common import (autocast, channels_last_for, compiled, float_images, generate_grid, grid_image,
+                                  pick_samples)
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
@@ -56,14 +57,14 @@ class AmortizedStage(Stage):
             {key[len("generator."):]: value for key, value in latent_state.items() if key.startswith("generator.")}
         )
         self.model.to(device)
-        if device.type == "cuda" and runtime["channels_last"]:
+        if channels_last_for(config, device):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
         self.network = compiled(data_parallel(EncodeAndGenerate(self.model), distributed, device), runtime)
         self.loss_fn = compiled(self.loss_fn, runtime)
         self.content_targets = distributed.shard(latent_state["content_embedding.weight"]).to(device)
         self.class_targets = latent_state["class_embedding.weight"].to(device)
-        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last_for(config, device))
         self.classes = to_device_labels(distributed.shard(dataset.classes), device)
         rates = stage["learning_rate"]
         self.optimizer = adam(

@@ -11,10 +11,47 @@ from lord.errors import UserError
 from lord.visualize import to_uint8, translation_grid
 
 
+def cpu_has_native_bf16():
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as torch reports it."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def use_bf16(setting, device):
+    """Whether `runtime.mixed_precision` (auto | true | false) asks for bf16 autocast on `device`.
+
+    auto: on CUDA, and on a CPU with native bf16; float32 elsewhere (emulated bf16 is slower).
+    """
+    setting = str(setting).lower()
+    if setting == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return setting == "true" and device.type in ("cuda", "cpu")
+
+
+def channels_last_for(config, device):
+    """Whether a stage keeps its networks and images in channels_last (`runtime.channels_last`).
+
+    On CUDA for both architectures. On a CPU for OverLORD's StyleGAN2 networks, which oneDNN runs
+    faster so (in float32 and bf16), not for LORD's generator, which it runs slower so.
+    """
+    if not config["runtime"]["channels_last"]:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and config.get("arch", "lord") == "overlord")
+
+
+def precision_name(enabled):
+    return "bf16 autocast" if enabled else "float32"
+
+
 def autocast(device, enabled):
-    """bf16 autocast on CUDA when enabled; the CPU path stays float32."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on `device` when enabled (see `use_bf16`), else nothing.
+
+    Under it convolutions and matrix products run in bf16; what the stages keep in float32 (losses,
+    reductions, the embedding tables and their optimizer state, the decay terms) they compute in
+    float32 explicitly, on CPU as on CUDA.
+    """
+    if enabled:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

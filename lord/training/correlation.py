@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lord.model import correlated_input
+from lord.training.common import channels_last_for
 from lord.training.data import DeviceImages, to_device_labels
 
 
@@ -24,7 +25,7 @@ def overlord_training_data(config, dataset, distributed, device, with_masks):
     """What an OverLORD stage trains on: (images, masks or None, labels on the device) of this
     process's share of `dataset`, and the label values of the whole set (numpy). Masks are loaded
     only when `with_masks` and the correlation is localized."""
-    channels_last = config["runtime"]["channels_last"]
+    channels_last = channels_last_for(config, device)
     images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last)
     masks = None
     if with_masks and config["correlation"] == "localized":

@@ -17,12 +17,12 @@ class DeviceImages:
     """All training images as one uint8 tensor, on the device when it fits, else in pinned host memory.
 
     `batch(indices)` gathers rows by index and returns float images in [0, 1], (B, C, H, W), in
-    channels_last on CUDA. No per-sample Python and no float copy of the whole set.
+    channels_last when asked (see `channels_last_for`). No per-sample Python and no float copy of the whole set.
     """
 
     def __init__(self, imgs, device, channels_last=True, max_device_fraction=0.5):
         self.device = device
-        self.channels_last = channels_last and device.type == "cuda"
+        self.channels_last = channels_last
         images = torch.from_numpy(imgs)
         self.on_device = True
         if device.type == "cuda":

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from lord.model import LatentModel
-from lord.training.common import autocast, compiled, float_images, generate_grid, grid_image, pick_samples
+from lord.training.common import (autocast, channels_last_for, compiled, float_images, generate_grid, grid_image,
+                                  pick_samples)
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
@@ -45,13 +46,13 @@ class LatentStage(Stage):
         self.content = ImageCodes(self.model.content_embedding.weight, train["embedding_update"], distributed, device)
         self.model.content_embedding = None  # the codes live in self.content, sharded
         self.model.to(device)
-        if device.type == "cuda" and runtime["channels_last"]:
+        if channels_last_for(config, device):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
         decoder = ClassConditionedGenerator(self.model.generator, self.model.class_embedding)
         self.decoder = compiled(data_parallel(decoder, distributed, device), runtime)
         self.loss_fn = compiled(self.loss_fn, runtime)
-        self.images = DeviceImages(distributed.shard(dataset.imgs), device, runtime["channels_last"])
+        self.images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last_for(config, device))
         self.classes = to_device_labels(distributed.shard(dataset.classes), device)
         self.all_classes = to_device_labels(dataset.classes, device)
 

@@ -25,6 +25,7 @@ from lord.assets import atomic_write_bytes, remove_stale_temporaries, save_torch
 from lord.errors import Interrupted, UserError
 from lord.model import checkpoint_path, load_tensors, weights_path
 from lord.tensorboard import EventWriter
+from lord.training.common import precision_name, use_bf16
 from lord.training.distributed import Distributed
 from lord.visualize import save_png
 
@@ -72,6 +73,7 @@ class Stage:
     optimizer = None  # one optimizer with named param groups: its learning rates are logged
     drop_last = True  # whether an epoch skips its last, incomplete batch (else it is one more, smaller step)
     rng = None  # a torch.Generator for the stage's own noise: checkpointed with the stage
+    amp = False  # bf16 autocast (runtime.mixed_precision resolved for the device)
 
     def configure(self, block, config, dataset, device, distributed):
         """The settings every stage takes from its config block (`batch_size`, `n_epochs`) and from
@@ -81,7 +83,7 @@ class Stage:
         self.batch_size = block["batch_size"]
         self.n_epochs = block["n_epochs"]
         self.n_images = len(dataset)
-        self.amp = config["runtime"]["mixed_precision"]
+        self.amp = use_bf16(config["runtime"]["mixed_precision"], device)
         return self.distributed
 
     def train_step(self, batch, step, total_steps):
@@ -275,6 +277,9 @@ class Run:
                       f"{self.steps_per_epoch}")
         elif self.is_main:
             write_metrics(self.metrics_path, [r for r in read_metrics(self.metrics_path) if r.get("stage") != stage.name])
+        if not self.quiet:
+            print(f"{stage.name}: {self.steps_per_epoch} steps per epoch, {stage.n_epochs} epochs, on "
+                  f"{self._device()} in {precision_name(stage.amp)}", flush=True)
         writer = EventWriter(self.tensorboard_dir) if self.is_main else None
         self.last_checkpoint = time.monotonic()
         try:
@@ -373,6 +378,7 @@ class Run:
         record["lr"] = stage.learning_rates()
         record["seconds"] = round(seconds, 3)
         record["images_per_second"] = round(images_done / max(seconds, 1e-9), 1)
+        record["precision"] = "bf16" if stage.amp else "float32"
         grid = stage.sample_grid()
         if not self.is_main:
             return

@@ -12,8 +12,9 @@ def cosine(step, total_steps, max_lr, min_lr):
 
 
 def adam(param_groups, betas=(0.5, 0.999), device=None):
-    """Adam with the fastest exact implementation for the device (fused on CUDA, foreach elsewhere)."""
-    fused = device is not None and device.type == "cuda"
+    """Adam with the fastest exact implementation for the device: fused on CUDA and CPU, foreach
+    elsewhere (and without a device)."""
+    fused = device is not None and device.type in ("cuda", "cpu")
     return torch.optim.Adam(param_groups, betas=betas, fused=fused or None, foreach=None if fused else True)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from lord.model import OverlordAmortizedModel, build_correlated_encoder, reference_code, translation_code
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
+from lord.training.common import autocast, channels_last_for, compiled, generate_grid, grid_image, sample_set
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
@@ -64,7 +64,7 @@ class OverlordAmortizedStage(Stage):
         self.model.discriminator.requires_grad_(False)
         self.model.to(device)
         self.correlated_target = correlated_target_encoder(config, latent_state, device)
-        if device.type == "cuda" and runtime["channels_last"]:
+        if channels_last_for(config, device):
             for module in (self.model, self.correlated_target):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)

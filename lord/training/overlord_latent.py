@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code, translation_code
-from lord.training.common import autocast, compiled, generate_grid, grid_image, sample_set
+from lord.training.common import autocast, channels_last_for, compiled, generate_grid, grid_image, sample_set
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.data import to_device_labels
 from lord.training.distributed import data_parallel
@@ -54,7 +54,7 @@ class OverlordLatentStage(Stage):
                                        distributed, device)
         self.model.uncorrelated_embedding = None  # the codes live in self.uncorrelated, sharded
         self.model.to(device)
-        if device.type == "cuda" and runtime["channels_last"]:
+        if channels_last_for(config, device):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
         self.decoder = compiled(data_parallel(LabelConditionedGenerator(self.model), distributed, device), runtime)

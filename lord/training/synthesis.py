@@ -15,7 +15,7 @@ from lord.model import OverlordSynthesisModel, inference_generator, overlord_cod
 from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from lord.weights import reconstruction_loss
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, compiled, sample_set
+from lord.training.common import autocast, channels_last_for, compiled, sample_set
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.loop import Stage
 from lord.training.optim import adam
@@ -49,7 +49,7 @@ class SynthesisStage(Stage):
             self.model.generator_ema.requires_grad_(False)
         self.model.to(device)
         self.correlated_target = correlated_target_encoder(config, latent_state, device)
-        if device.type == "cuda" and runtime["channels_last"]:
+        if channels_last_for(config, device):
             for module in (self.model, self.loss_fn, self.correlated_target):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
