@@ -236,6 +236,7 @@ def translated_stage(trained, fraction, seed=0):
 
 
 def test_translated_fraction_replaces_that_share_of_a_batch_with_stage1_translations(trained):
+    from lord.training.common import autocast
     from lord.training.loop import Batch
 
     stage, latent_state, dataset = translated_stage(trained, 0.25)
@@ -247,9 +248,9 @@ def test_translated_fraction_replaces_that_share_of_a_batch_with_stage1_translat
     assert torch.equal(translated[8:], images[8:]) and torch.equal(class_ids[8:], real_classes[8:])
     generator = LatentModel(read_config(trained[1]))
     generator.load_state_dict(latent_state)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(stage.device, stage.amp):
         expected = generator.generator(latent_state["content_embedding.weight"][rows[:8]],
-                                       latent_state["class_embedding.weight"][class_ids[:8]])
+                                       latent_state["class_embedding.weight"][class_ids[:8]]).float()
     assert torch.allclose(translated[:8], expected, atol=1e-6)
     assert not torch.allclose(translated[:8], images[:8], atol=0.05)
     assert len(set(class_ids[:8].tolist())) > 1, "the translations' classes are drawn at random"
