@@ -122,6 +122,8 @@ def validate(config):
             raise UserError(f"config {key} must be positive, got {value}")
         if any(part in key for part in NON_NEGATIVE_KEYS) and isinstance(value, (int, float)) and value < 0:
             raise UserError(f"config {key} must not be negative, got {value}")
+        if leaf == "translated_fraction" and not 0 <= value <= 1:
+            raise UserError(f"config {key} must lie in [0, 1], got {value}")
         if leaf == "betas" and (len(value) != 2 or not all(0 <= beta < 1 for beta in value)):
             raise UserError(f"config {key} must be two numbers in [0, 1), got {value}")
         if key in CHOICES and value not in CHOICES[key]:

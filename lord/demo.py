@@ -1,11 +1,15 @@
 """`lord.py demo`: the whole LORD pipeline on a small synthetic set, in minutes on a CPU.
 
-Renders the synthetic objects under four rotations (a simpler variant of the full set's eight, so
-the per-image codes get enough epochs in minutes), holds out a quarter of the images, trains stage 1
-and stage 2 with a small preset, writes a translation grid of held-out images (content of each
-column, class of each row) made by the encoders, which never saw those images, and evaluates the
-encoders on every held-out image with `lord.py evaluate`. A quarter is held out so that the
-evaluation's own classifier and probes, trained on part of the held-out images, can be trusted.
+Renders a simpler variant of the synthetic set: 24 object classes, upright only (the full set has 8
+rotations), each under the same 54 poses and lightings (3 sizes, 9 positions, 2 lightings). Rotation
+is left out because a rotation of one arbitrary silhouette has no counterpart in another: nothing in
+the images says which rotation of object A matches which of object B, so content transfer could not
+be scored against the rendered ground truth (with 4 rotations, the translations' MSE to the ground
+truth was 0.011 to 0.014 at the best of the 4 rotations, 0.025 at the rendered one). Half of the 1296 images
+are held out, so that the evaluation's own classifier and probes, trained on part of the held-out
+images, can be trusted. It trains stage 1 and stage 2 with a small preset, writes a translation grid
+of held-out images (content of each column, class of each row) made by the encoders, which never saw
+those images, and evaluates the encoders on every held-out image with `lord.py evaluate`.
 """
 
 import shlex
@@ -25,10 +29,10 @@ from lord.visualize import save_png, translation_grid, upscale
 DATA_NAME = "demo"
 MODEL_NAME = "demo"
 IMG_SIZE = 32
-N_CLASSES = 8
+N_CLASSES = 24
 GRID_UPSCALE = 4  # nearest-neighbour, so the 32x32 cells are easy to see
-TEST_SPLIT = 0.25
-N_ROTATIONS = 4  # a quarter turn apart, where the full synthetic set has 8
+TEST_SPLIT = 0.5
+N_ROTATIONS = 1  # upright only, where the full synthetic set has 8 (see the module docstring)
 
 
 def demo_outputs(base):

@@ -87,6 +87,7 @@ def build_encoder(config, code_dim):
     return Encoder(
         img_shape_of(config), code_dim, channels=tuple(config["encoder"]["channels"]),
         fc_dim=config["encoder"]["fc_dim"], negative_slope=config["leaky_relu_slope"],
+        center_input=config["encoder"].get("center_input", False),
     )
 
 

@@ -20,8 +20,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path, run_cli):
     for name in ("demo", "demo-train", "demo-test"):
         assert base.data_path(name).is_file()
     rendered, test = store.load(base.data_path("demo")), store.load(base.data_path("demo-test"))
-    assert len(rendered) == 8 * synthetic.N_CONTENTS // 2 and len(test) == len(rendered) // 4
-    assert sorted(set(synthetic.content_factors(rendered.contents)["rotation"].tolist())) == [0, 2, 4, 6]
+    assert len(rendered) == 24 * synthetic.N_CONTENTS // 8 and len(test) == len(rendered) // 2
+    assert rendered.n_classes == 24 and len(np.unique(rendered.contents)) == synthetic.N_CONTENTS // 8
+    assert sorted(set(synthetic.content_factors(rendered.contents)["rotation"].tolist())) == [0]
     model_dir = base.model_dir("demo")
     for name in ("config.json", "latent.pt", "amortized.pt", "metrics.jsonl", "demo-translation.png",
                  "evaluation-demo-test-amortized.json"):

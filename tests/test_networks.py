@@ -51,3 +51,24 @@ def test_sizes_not_divisible_are_rejected():
         Generator(8, 8, (40, 40, 3), n_adain_layers=4)
     with pytest.raises(ValueError):
         Encoder((24, 24, 3), 4)
+
+
+def test_centered_encoder_reads_two_x_minus_one_and_the_config_key_builds_it():
+    import config as presets
+    from lord.model import AmortizedModel
+
+    torch.manual_seed(0)
+    plain = Encoder((16, 16, 3), 4, channels=(8, 8, 8, 8, 8), fc_dim=8)
+    centered = Encoder((16, 16, 3), 4, channels=(8, 8, 8, 8, 8), fc_dim=8, center_input=True)
+    centered.load_state_dict(plain.state_dict())
+    images = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(centered(images), plain(images * 2 - 1), atol=1e-7, rtol=0)
+        assert (centered(images) - plain(images)).abs().max() > 1e-5
+    assert presets.get_config("lord")["encoder"]["center_input"] is False
+    for expected in (False, True):
+        config = presets.get_config("lord")
+        config["encoder"]["center_input"] = expected
+        config["data"] = {"img_shape": [64, 64, 3], "n_classes": 2, "n_images": 4}
+        model = AmortizedModel(config)
+        assert model.content_encoder.center_input is expected and model.class_encoder.center_input is expected

@@ -114,7 +114,10 @@ def test_synthetic_script_trains_three_seeds_of_the_preset_on_the_demo_data(tmp_
         f"syn-{variant}-s{seed}" for variant in ("lord", "no-regularisation") for seed in (0, 1, 2)]
     assert not any("train.n_epochs" in argument for command in trains for argument in command)
     preprocess = next(command for command in commands if subcommand(command) == "preprocess")
-    assert preprocess[preprocess.index("--rotations") + 1] == "4"
+    assert preprocess[preprocess.index("--rotations") + 1] == "1"
+    assert preprocess[preprocess.index("--n-classes") + 1] == "24"
+    split = next(command for command in commands if subcommand(command) == "split-samples")
+    assert split[split.index("-ts") + 1] == "0.5"
 
 
 @pytest.mark.parametrize("name", [name for name in SCRIPTS if name.startswith("overlord")])
@@ -139,3 +142,10 @@ def test_overlord_tables_show_the_papers_columns_first(name, tmp_path):
         assert shown[:5] == ["fid_paper", "translation.target_class_accuracy", "translation.source_class_accuracy",
                              "translation.classifier_accuracy", "lpips_diversity"]
     assert "fid" in shown and "class_from_content.mlp" in shown
+
+
+def test_synthetic_script_trains_only_the_variants_asked_for(tmp_path):
+    result, commands = run_script("synthetic.sh", [], tmp_path, {"SEEDS": "0 1", "VARIANTS": "no-regularisation"})
+    assert result.returncode == 0, result.stderr
+    trains = [command for command in commands if subcommand(command) == "train"]
+    assert sorted(model_of(command) for command in trains) == ["syn-no-regularisation-s0", "syn-no-regularisation-s1"]

@@ -221,3 +221,63 @@ def test_one_class_data_is_refused(base_with_data, run_cli):
     data_store.save(BaseDir(base_with_data).data_path("one"), one)
     result = run_cli("-bd", base_with_data, "train", "-dn", "one", "-mn", "x", "-cf", "lord-tiny", *set_args())
     assert result.code != 0 and "single value" in result.err and len(result.err_lines) == 1
+
+
+def translated_stage(trained, fraction, seed=0):
+    from lord.configuration import apply_overrides
+    from lord.model import load_tensors
+    from lord.training.amortized import AmortizedStage
+
+    base, model_dir = trained
+    config = apply_overrides(read_config(model_dir), [f"train_encoders.translated_fraction={fraction}"])
+    dataset = store.load(BaseDir(base).data_path("syn"))
+    latent_state = load_tensors(model_dir / "latent.pt")
+    return AmortizedStage(config, dataset, torch.device("cpu"), latent_state, seed=seed), latent_state, dataset
+
+
+def test_translated_fraction_replaces_that_share_of_a_batch_with_stage1_translations(trained):
+    from lord.training.common import autocast
+    from lord.training.loop import Batch
+
+    stage, latent_state, dataset = translated_stage(trained, 0.25)
+    rows = torch.arange(8, 40)
+    batch = Batch(indices=rows, rows=rows, size=32)
+    images = stage.images.batch(rows)
+    real_classes = torch.as_tensor(dataset.classes[rows.numpy()])
+    translated, class_ids = stage.translate(batch, images, real_classes.clone())
+    assert torch.equal(translated[8:], images[8:]) and torch.equal(class_ids[8:], real_classes[8:])
+    generator = LatentModel(read_config(trained[1]))
+    generator.load_state_dict(latent_state)
+    with torch.no_grad(), autocast(stage.device, stage.amp):
+        expected = generator.generator(latent_state["content_embedding.weight"][rows[:8]],
+                                       latent_state["class_embedding.weight"][class_ids[:8]]).float()
+    assert torch.allclose(translated[:8], expected, atol=1e-6)
+    assert not torch.allclose(translated[:8], images[:8], atol=0.05)
+    assert len(set(class_ids[:8].tolist())) > 1, "the translations' classes are drawn at random"
+
+
+def test_translated_fraction_trains_the_encoders_on_translations_with_a_frozen_stage1_generator(trained):
+    from lord.training.loop import Batch
+
+    stage, latent_state, _ = translated_stage(trained, 0.5)
+    teacher_before = {k: v.clone() for k, v in stage.teacher.state_dict().items()}
+    rows = torch.arange(32)
+    seen = []
+    original = stage.network.forward
+    stage.network.forward = lambda images: seen.append(images.clone()) or original(images)
+    for step in range(3):
+        stage.train_step(Batch(indices=rows, rows=rows, size=32), step, 3)
+    assert not torch.allclose(seen[0][:16], stage.images.batch(rows)[:16], atol=0.05)
+    assert torch.equal(seen[0][16:], stage.images.batch(rows)[16:])
+    assert all(torch.equal(v, stage.teacher.state_dict()[k]) for k, v in teacher_before.items())
+    assert any(not torch.equal(v, stage.model.generator.state_dict()[k]) for k, v in teacher_before.items())
+    assert not any(p.requires_grad for p in stage.teacher.parameters())
+    plain, _, _ = translated_stage(trained, 0.0)
+    assert not hasattr(plain, "teacher") and plain.rng is None
+
+
+def test_translated_fraction_outside_zero_to_one_is_refused(trained, run_cli):
+    base, _ = trained
+    result = run_cli("-bd", base, "train-encoders", "-dn", "syn", "-mn", "m", "--overwrite",
+                     "--set", "train_encoders.translated_fraction=1.5")
+    assert result.code != 0 and "translated_fraction" in result.err and len(result.err_lines) == 1

@@ -79,10 +79,17 @@ class Generator(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Image -> code: a 7x7 conv, four stride-2 convs (to H/16) and three fully connected layers."""
+    """Image -> code: a 7x7 conv, four stride-2 convs (to H/16) and three fully connected layers.
 
-    def __init__(self, img_shape, code_dim, channels=(64, 128, 256, 256, 256), fc_dim=256, negative_slope=0.01):
+    `center_input` (the toolkit's addition; off as published) feeds the convolutions 2x - 1 instead
+    of the [0, 1] image: on images that are mostly a light background the first layer otherwise sees
+    a large constant, and the class encoder learns its codes several times slower.
+    """
+
+    def __init__(self, img_shape, code_dim, channels=(64, 128, 256, 256, 256), fc_dim=256, negative_slope=0.01,
+                 center_input=False):
         super().__init__()
+        self.center_input = center_input
         height, width, img_channels = img_shape
         if len(channels) != 5:
             raise ValueError("the encoder takes five channel counts (one 7x7 conv, four stride-2 convs)")
@@ -100,4 +107,6 @@ class Encoder(nn.Module):
         )
 
     def forward(self, images):
+        if self.center_input:
+            images = images * 2 - 1
         return self.fc_layers(self.conv_layers(images).flatten(1))
