@@ -121,6 +121,12 @@ def case_config(case, dataset, rows_update=None, compile_=False, precision="auto
         overrides.append(f"{block}.embedding_update={'rows' if rows_update else 'dense'}")
     if compile_:
         overrides.append("runtime.compile=true")
+    # The same computation as the reference path: without the toolkit's additions to the method that
+    # a CPU preset switches on (LORD stage 2's translated share, OverLORD stage 3's generator average).
+    if cfg["arch"] == "lord":
+        overrides.append("train_encoders.translated_fraction=0")
+    else:
+        overrides.append("synthesis.ema.enabled=false")
     overrides.append(f"runtime.mixed_precision={PRECISION_SETTING[precision]}")
     cfg = apply_overrides(cfg, overrides)
     cfg["data"] = data_block("bench", dataset, cfg)

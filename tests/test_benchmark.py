@@ -87,3 +87,11 @@ def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == ["error: no CUDA device: run on a machine with a GPU, or with "
                                                   "--device cpu --dry-run"]
+
+
+def test_our_path_computes_the_references_method(bench):
+    """The toolkit's additions that a CPU preset switches on are off in the benchmark's path."""
+    lord = bench.case_config(("lord-encoders", "lord-tiny", 16, 8, 64), bench.make_dataset(64, 16))
+    overlord = bench.case_config(("overlord-synthesis", "overlord-tiny", 32, 8, 64), bench.make_dataset(64, 32))
+    assert lord["train_encoders"]["translated_fraction"] == 0
+    assert overlord["synthesis"]["ema"]["enabled"] is False
