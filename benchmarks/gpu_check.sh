@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check for a machine with one CUDA GPU (under 8 minutes): every stage of LORD and
+# One prepared check for a machine with one CUDA GPU (sized for under 8 minutes; its time on a GPU is unmeasured): every stage of LORD and
 # OverLORD at the papers' sizes for a few steps with the default settings, then the training
 # benchmark's GPU cases with model FLOPs utilisation, as one table. Stops at the first error.
 #
