@@ -2,12 +2,7 @@
 """LORD / OverLORD command line: parsing and dispatch only; the work is done in the `lord` package."""
 
 import argparse
-import os
 import sys
-
-# Idle OpenMP threads sleep instead of spinning: on a small CPU shared with any other work, spinning
-# threads made training several times slower. Set before torch is imported; a user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import config
 from lord.errors import UserError

@@ -335,8 +335,9 @@ def measure(case, path, options, n_images=None, rows_update=None, warmup=None, s
     if options.compile and path == "ours":
         command += ["--compile"]
     command += ["--precision", getattr(options, "precision", "auto")]
-    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                               env=dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE")))
+    # Both paths in the caller's environment (OpenMP's default wait policy unless it sets one), as
+    # `python lord.py` and the original code run.
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     for line in completed.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])

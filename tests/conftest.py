@@ -1,8 +1,13 @@
 """Shared fixtures: the CLI run in-process, tiny datasets and tiny configs."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
+
+# The tests start processes side by side (servers, a browser, torchrun ranks): their idle OpenMP threads
+# sleep instead of spinning, so that they do not stall one another on a small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest

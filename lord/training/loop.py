@@ -25,7 +25,7 @@ from lord.assets import atomic_write_bytes, remove_stale_temporaries, save_torch
 from lord.errors import Interrupted, UserError
 from lord.model import checkpoint_path, load_tensors, weights_path
 from lord.tensorboard import EventWriter
-from lord.training.common import precision_name, use_bf16
+from lord.training.common import keep_freed_host_memory, precision_name, use_bf16
 from lord.training.distributed import Distributed
 from lord.visualize import save_png
 
@@ -84,6 +84,8 @@ class Stage:
         self.n_epochs = block["n_epochs"]
         self.n_images = len(dataset)
         self.amp = use_bf16(config["runtime"]["mixed_precision"], device)
+        if device.type == "cpu":
+            keep_freed_host_memory()
         return self.distributed
 
     def train_step(self, batch, step, total_steps):
