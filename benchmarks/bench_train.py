@@ -9,7 +9,9 @@ For each stage and size it measures, in a fresh subprocess each (so peak memory 
   reference  the way the original code trains, on the same networks: the whole dataset converted to
              float32 in host memory, a per-sample Dataset with a DataLoader (1 worker, pinned memory),
              each batch moved to the device, float32 everywhere, dense Adam over the full embedding
-             tables, a loss `.item()` every step.
+             tables, a loss `.item()` every step; OverLORD's StyleGAN2 layers computed as the published
+             code computes them (per-sample weights in a grouped convolution, upfirdn2d's CPU path:
+             benchmarks/original_formulation.py), or with the toolkit's layers (--reference-layers toolkit).
 
 Images/s is the median over timed steps after warm-up (synchronised on CUDA), and the median again
 over --repeats measurements that alternate between the two paths; peak host memory is the process's
@@ -198,12 +200,13 @@ def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count
 class ReferenceTrainer:
     """One stage trained the way the original code does it, on the toolkit's networks."""
 
-    def __init__(self, case, device):
+    def __init__(self, case, device, reference_layers="original"):
         import torch
         from torch.utils.data import DataLoader, Dataset
 
         from lord.model import stage_module_class
         from lord.weights import reconstruction_loss
+        from original_formulation import use_original_formulation
 
         dataset = make_dataset(case[4], case[2], with_masks=case[0].startswith("overlord"))
         self.cfg = cfg = case_config(case, dataset)
@@ -228,6 +231,11 @@ class ReferenceTrainer:
         self.model = stage_module_class(cfg, stage)(cfg).to(device)
         if stage != "latent":
             self.targets = stage_module_class(cfg, "latent")(cfg).to(device).requires_grad_(False)
+        if self.arch == "overlord" and reference_layers == "original":
+            # the StyleGAN2 layers as the published code computes them (benchmarks/original_formulation.py)
+            use_original_formulation(self.model, device.type)
+            if stage != "latent":
+                use_original_formulation(self.targets, device.type)
         if stage == "synthesis":
             discriminator = self.model.discriminator
             generator_side = [p for name, p in self.model.named_parameters()
@@ -294,8 +302,8 @@ class ReferenceTrainer:
             d_loss.item()
 
 
-def run_reference(case, device, warmup, steps):
-    trainer = ReferenceTrainer(case, device)
+def run_reference(case, device, warmup, steps, reference_layers="original"):
+    trainer = ReferenceTrainer(case, device, reference_layers)
     seconds, cpu_seconds = timed_steps(trainer.step, device, warmup, steps)
     return {"img_s": trainer.batch_size / seconds, "step_ms": seconds * 1e3, "cpu_ms": cpu_seconds * 1e3,
             "batch_size": trainer.batch_size}
@@ -315,7 +323,7 @@ def worker(args):
         result = run_ours(case, device, args.warmup, args.steps, args.n_images, rows_update=args.rows_update,
                           count_flops=device.type == "cuda", compile_=args.compile, precision=args.precision)
     else:
-        result = run_reference(case, device, args.warmup, args.steps)
+        result = run_reference(case, device, args.warmup, args.steps, args.reference_layers)
     result["peak_rss_mb"] = peak_rss_mb()
     if device.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -335,6 +343,8 @@ def measure(case, path, options, n_images=None, rows_update=None, warmup=None, s
     if options.compile and path == "ours":
         command += ["--compile"]
     command += ["--precision", getattr(options, "precision", "auto")]
+    if path == "reference":
+        command += ["--reference-layers", getattr(options, "reference_layers", "original")]
     # Both paths in the caller's environment (OpenMP's default wait policy unless it sets one), as
     # `python lord.py` and the original code run.
     completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -419,6 +429,10 @@ def main():
     parser.add_argument("--precision", default="auto", choices=sorted(PRECISION_SETTING),
                         help="our path's runtime.mixed_precision: auto (the default: bf16 on CUDA and on CPUs "
                              "with native bf16), float32 or bf16; the reference path is float32")
+    parser.add_argument("--reference-layers", default="original", choices=["original", "toolkit"],
+                        help="how the reference path computes OverLORD's StyleGAN2 layers: as the published "
+                             "code does (the default; benchmarks/original_formulation.py) or with the "
+                             "toolkit's layers")
     parser.add_argument("--stages", nargs="+", choices=sorted(STAGE_OF),
                         help="measure only these stages (default: all)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
@@ -439,6 +453,7 @@ def main():
     on_gpu = not description.startswith("CPU")
     report = {"device": description, "date": datetime.date.today().isoformat(), "quick": args.quick,
               "compile": args.compile, "threads": args.threads, "precision": args.precision,
+              "reference_layers": args.reference_layers,
               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
               "stages": [], "scaling": [], "memory": None}
     print(f"device: {description}, ours in precision {args.precision}"

@@ -95,3 +95,56 @@ def test_our_path_computes_the_references_method(bench):
     overlord = bench.case_config(("overlord-synthesis", "overlord-tiny", 32, 8, 64), bench.make_dataset(64, 32))
     assert lord["train_encoders"]["translated_fraction"] == 0
     assert overlord["synthesis"]["ema"]["enabled"] is False
+
+
+@pytest.fixture(scope="module")
+def original_formulation():
+    spec = importlib.util.spec_from_file_location("original_formulation",
+                                                  REPO / "benchmarks" / "original_formulation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_the_references_stylegan_layers_compute_what_the_toolkits_compute(original_formulation, device_type):
+    import copy
+
+    import torch
+
+    from lord.networks.stylegan import Discriminator, Generator, ModulatedConv2d
+
+    torch.manual_seed(0)
+    generator = Generator(16, 32, 3, channel_base=256, channel_max=16)
+    discriminator = Discriminator(32, 3, channel_base=256, channel_max=16, mbstd_group_size=4)
+    for parameter in [*generator.parameters(), *discriminator.parameters()]:
+        parameter.data.add_(torch.randn_like(parameter) * 0.1)  # away from the initial biases of 0 and 1
+    code, images = torch.randn(6, 16), torch.rand(6, 3, 32, 32)
+    for network, batch in ((generator, code), (discriminator, images)):
+        reference = original_formulation.use_original_formulation(copy.deepcopy(network), device_type)
+        replaced = [type(layer) for layer in reference.modules() if "forward" in vars(layer)]
+        if network is generator:
+            assert ModulatedConv2d in replaced
+        if device_type == "cpu":
+            assert len(replaced) == len([layer for layer in reference.modules()
+                                         if type(layer) in original_formulation.CPU_FORWARDS])
+        with torch.no_grad():
+            ours, theirs = network(batch), reference(batch)
+        assert ours.shape == theirs.shape
+        assert (ours - theirs).abs().max().item() <= 1e-5 * max(1.0, ours.abs().max().item())
+
+
+def test_upfirdn2d_upsamples_by_zero_insertion_and_filters_each_plane(original_formulation):
+    import torch
+
+    x = torch.zeros(1, 2, 3, 3)
+    x[0, 1, 1, 1] = 1.0
+    kernel = torch.arange(1.0, 5.0).outer(torch.ones(4))  # not symmetric: the filter is flipped
+    out = original_formulation.upfirdn2d(x, kernel, up=2, pad=(2, 1))
+    assert out.shape == (1, 2, 6, 6)
+    assert out[0, 0].abs().sum() == 0  # planes stay apart
+    # The impulse lands at (2, 2) of the zero-inserted plane, at (4, 4) after padding by 2; filtering
+    # (a convolution: the kernel flipped) then puts kernel[i, j] at (1 + i, 1 + j).
+    expected = torch.zeros(6, 6)
+    expected[1:5, 1:5] = kernel
+    assert torch.equal(out[0, 1], expected)
