@@ -1,4 +1,4 @@
-"""Pieces the stages share: autocast, sample choice, and generating translation grids."""
+"""Pieces the stages share: autocast, host memory, sample choice, and generating translation grids."""
 
 import contextlib
 import ctypes
@@ -55,8 +55,8 @@ def keep_freed_host_memory(libc=None):
 
     A CPU training step allocates and frees tens of MB of activations and gradients. glibc's malloc
     serves blocks above its mmap threshold with fresh mappings and returns the top of the heap to the
-    system when it frees, so every step page-faults the same buffers in again (about 10,000 faults a
-    step for `lord-tiny` at batch 64). Raising the mmap threshold to 32 MiB and the trim threshold to
+    system when it frees, so every step page-faults the same buffers in again (about 12,000 faults a
+    step for `lord-tiny` at batch 64 in bf16). Raising the mmap threshold to 32 MiB and the trim threshold to
     1 GiB keeps them mapped: the numbers computed are the same. Only on Linux with glibc, once per
     process, and not when the user tuned malloc through its environment variables. Returns whether it
     changed anything.
