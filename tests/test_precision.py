@@ -101,3 +101,22 @@ def test_overlord_stages_end_alike_in_both_precisions(synthetic32_base, tmp_path
         assert half[stage]["loss"] == pytest.approx(full[stage]["loss"], rel=0.03)
     # the adversarial stage's loss moves with the discriminator; its reconstruction term must agree
     assert half["synthesis"]["reconstruction"] == pytest.approx(full["synthesis"]["reconstruction"], rel=0.03)
+
+
+def test_lords_generator_outputs_a_float32_image_under_autocast():
+    from lord.networks.lord import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(8, 16, (32, 32, 3), n_adain_layers=3, adain_dim=16, final_conv_dim=8)
+    content, classes = torch.randn(4, 8), torch.randn(4, 16)
+    with autocast(CPU, True):
+        image = generator(content, classes)
+    assert image.dtype == torch.float32
+    # float32 throughout is the published Sequential, unchanged
+    with torch.no_grad():
+        x = generator.fc_layers(content).view(-1, *generator.initial_shape)
+        params = generator.modulation(classes)
+        for layer, conv in enumerate(generator.upsample_convs):
+            x = generator.activation(conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+            x = generator.adain(x, scale=params[:, layer, :, 1], bias=params[:, layer, :, 0])
+        assert torch.equal(generator(content, classes), generator.last_convs(x))
