@@ -15,6 +15,8 @@ setup(
     description="LORD and OverLORD: class/content disentanglement and image translation in PyTorch",
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
     packages=find_packages(include=["lord", "lord.*"]),
     install_requires=[
