@@ -308,7 +308,6 @@ def build_parser():
 
     sub = command("train", "stage 1: latent optimization of the generator and embeddings", examples(
         "python lord.py -bd runs train -dn shapes-train -mn shapes -cf lord-tiny --set train.n_epochs=50",
-        "python lord.py train -dn cars3d-train -mn cars3d --device cuda",
         "python lord.py train -dn cars3d-train -mn cars3d --resume",
         "python lord.py train -dn ffhq-x256-age -mn ffhq -cf overlord-ffhq --all-stages"))
     add_training_arguments(sub, "any key of the preset, e.g. --set train.n_epochs=50 (LORD presets) or "
