@@ -73,10 +73,13 @@ class BaseDir:
         path = self.model_dir(model_name)
         if not (path / "config.json").is_file():
             if is_published_model_dir(path):
-                raise UserError(f"{path} is a model directory of the published code (config.pkl, no config.json): "
-                                f"import it first with: {self.import_command(path, model_name)}")
+                raise UserError(self.published_model_message(path, model_name))
             raise UserError(f"no model named {model_name!r} (expected {path / 'config.json'})")
         return path
+
+    def published_model_message(self, published_dir, model_name):
+        return (f"{published_dir} is a model directory of the published code (config.pkl, no config.json): "
+                f"import it first with: {self.import_command(published_dir, model_name)}")
 
     def import_command(self, published_dir, model_name):
         """The `import-model` line that makes a model of this base dir from a published model directory."""

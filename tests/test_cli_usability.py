@@ -255,6 +255,8 @@ def published(tmp_path):
     ["serve", "-mn", "pub"],
     ["evaluate", "-mn", "pub", "-dn", "names"],
     ["info", "-mn", "pub"],
+    ["train", "-dn", "names", "-mn", "pub"],
+    ["train", "-dn", "names", "-mn", "pub", "--resume"],
     ["train-encoders", "-dn", "names", "-mn", "pub"],
     ["train-synthesis", "-dn", "names", "-mn", "pub"],
 ])
