@@ -38,10 +38,6 @@ class Parser(argparse.ArgumentParser):
         return formatter.format_help() + "\n" + rest
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples and tables in an epilog keep their lines; flag help is wrapped as usual."""
-
-
 def positive_int(text):
     try:
         value = int(text)
@@ -194,11 +190,11 @@ def cmd_report(args):
                  seeds=args.over_seeds), end="")
 
 
-def add_global_options(parser, default):
+def add_global_options(parser, on_subcommand=False):
     """-bd, --device, --seed and -q. On a subcommand they default to SUPPRESS, so a value given before the
     subcommand is kept unless it is given again after it."""
     def given(value):
-        return argparse.SUPPRESS if default is argparse.SUPPRESS else value
+        return argparse.SUPPRESS if on_subcommand else value
 
     group = parser.add_argument_group("global options (before or after the subcommand)")
     group.add_argument("-bd", "--base-dir", default=given("."), help="root of cache/ (default: .)")
@@ -224,8 +220,8 @@ def dataset_table():
     return "\n".join(lines)
 
 
-def add_model_name(parser, help="model directory name under cache/models"):
-    parser.add_argument("-mn", "--model-name", required=True, help=help)
+def add_model_name(parser, meaning="model directory name under cache/models"):
+    parser.add_argument("-mn", "--model-name", required=True, help=meaning)
 
 
 def add_training_arguments(parser, set_help):
@@ -246,15 +242,17 @@ def build_parser():
     parser = Parser(prog="lord.py", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {lord.__version__}",
                         help="print the toolkit's version and exit")
-    add_global_options(parser, default=None)
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
     commands.required = True
     global_options = Parser(add_help=False)
-    add_global_options(global_options, default=argparse.SUPPRESS)
+    add_global_options(global_options, on_subcommand=True)
 
-    def command(name, help, epilog):
-        return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
-                                   formatter_class=HelpFormatter, parents=[global_options])
+    def command(name, summary, epilog):
+        """A subcommand whose epilog (examples, tables) keeps its lines, with the global options."""
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   parents=[global_options])
 
     sub = command("preprocess", "turn a raw dataset into cache/preprocess/<data-name>.npz", examples(
         "python lord.py -bd runs preprocess -di synthetic -dn shapes --img-size 32 --n-classes 10",
@@ -289,8 +287,8 @@ def build_parser():
     sub = command("split-classes", "hold out whole classes as a test set", examples(
         "python lord.py -bd runs split-classes -idn shapes -trdn shapes-train -tsdn shapes-test -ntsi 4",
         "python lord.py --seed 1 split-classes -idn cars3d -trdn cars3d-train -tsdn cars3d-test -ntsi 20"))
-    for short, long, help in split_names:
-        sub.add_argument(short, long, required=True, help=help)
+    for short, long, meaning in split_names:
+        sub.add_argument(short, long, required=True, help=meaning)
     sub.add_argument("-ntsi", "--num-test-classes", type=positive_int, required=True,
                      help="number of random classes to hold out (reproducible with --seed)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")
@@ -299,8 +297,8 @@ def build_parser():
     sub = command("split-samples", "hold out a random share of the images as a test set", examples(
         "python lord.py -bd runs split-samples -idn shapes -trdn shapes-train -tsdn shapes-test -ts 0.1",
         "python lord.py split-samples -idn mine -trdn mine-train -tsdn mine-test -ts 0.2 --overwrite"))
-    for short, long, help in split_names:
-        sub.add_argument(short, long, required=True, help=help)
+    for short, long, meaning in split_names:
+        sub.add_argument(short, long, required=True, help=meaning)
     sub.add_argument("-ts", "--test-split", type=ratio, required=True,
                      help="share of test images, in (0, 1) (reproducible with --seed)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from lord.assets import BaseDir, read_json
+from lord.configuration import flatten
 from lord.errors import UserError
 from lord.networks import stylegan
 from lord.networks.lord import Encoder, Generator
 
 STAGES = ("latent", "amortized", "synthesis")
-STAGE_COMMANDS = {"latent": "train", "amortized": "train-encoders", "synthesis": "train-synthesis"}
 RUN_KEYS = ("config_name", "seed", "data", "imported")  # what config.json records besides the preset and --set
 
 
@@ -302,8 +302,6 @@ def label_names(base_dir, config, n_labels):
 def preset_differences(config, presets):
     """`KEY=VALUE` for every config key that differs from the named preset (the run's --set values),
     or None when the preset is unknown."""
-    from lord.configuration import flatten
-
     preset = (presets or {}).get(config.get("config_name"))
     if preset is None:
         return None
@@ -365,8 +363,9 @@ def format_description(description):
              f"{data.get('n_images')} images of {shape}"]
     names = description["label_names"]
     n_labels = description["n_labels"]
-    lines.append(f"labels ({description['labeled_attribute']}): {n_labels} values, the indices --label takes"
-                 + ("" if names else "; the data names none" if data.get("name") else ""))
+    values = f"0..{n_labels - 1}" if isinstance(n_labels, int) else "unknown"
+    unnamed = f"; no names: {data['name']} has none or is gone" if data.get("name") and not names else ""
+    lines.append(f"labels ({description['labeled_attribute']}): {values}, the indices --label takes{unnamed}")
     if names:
         lines += [f"  {value}: {name}" for value, name in enumerate(names)]
     lines.append("stages: " + ", ".join(f"{stage} {state}" for stage, state in description["stages"].items()))

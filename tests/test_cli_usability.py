@@ -201,7 +201,7 @@ def test_info_prints_labels_with_names_stages_and_config(handmade, run_cli):
     lines = result.out.splitlines()
     assert lines[0] == "model m: lord, preset lord-tiny, seed 0"
     assert lines[1] == "data: names, 6 images of 16x16x3"
-    assert lines[3:6] == ["  0: cat", "  1: dog", "  2: owl"]
+    assert lines[2:6] == ["labels (classes): 0..2, the indices --label takes", "  0: cat", "  1: dog", "  2: owl"]
     assert "stages: latent done, amortized done" in lines
     assert "--set values: train.n_epochs=3" in lines
     assert json.loads(lines[-1].split("config: ", 1)[1])["train"]["n_epochs"] == 3
