@@ -3,8 +3,11 @@
 
 import argparse
 import sys
+import textwrap
 
 import config
+import lord
+from lord.data.registry import SPECS
 from lord.errors import UserError
 
 
@@ -131,7 +134,7 @@ def cmd_manipulate(args):
     from lord.inference import manipulate
 
     manipulate(
-        args.base_dir, args.model_name, args.img_path, args.output_img_path, reference_path=args.reference_img_path,
+        args.base_dir, args.model_name, args.input, args.output, reference_path=args.reference,
         label=args.label, device=args.device, quiet=args.quiet,
     )
 
@@ -139,8 +142,18 @@ def cmd_manipulate(args):
 def cmd_import_model(args):
     from lord.interop import import_model
 
-    import_model(args.base_dir, args.input_dir, args.model_name, config.import_presets(), overwrite=args.overwrite,
+    import_model(args.base_dir, args.input, args.model_name, config.import_presets(), overwrite=args.overwrite,
                  quiet=args.quiet)
+
+
+def cmd_info(args):
+    import json
+
+    from lord.model import describe_model, format_description
+
+    presets = {name: config.get_config(name) for name in config.names()}
+    description = describe_model(args.base_dir, args.model_name, presets)
+    print(json.dumps(description, indent=2) if args.json else format_description(description))
 
 
 def cmd_demo(args):
@@ -156,8 +169,8 @@ def cmd_serve(args):
     from lord.serve import serve
 
     presets = {name: config.get_config(name) for name in config.names()}
-    serve(args.base_dir, model_name=args.model_name, host=args.host, port=args.port,
-          device=args.serve_device or args.device, presets=presets, quiet=args.quiet)
+    serve(args.base_dir, model_name=args.model_name, host=args.host, port=args.port, device=args.device,
+          presets=presets, quiet=args.quiet)
 
 
 def cmd_evaluate(args):
@@ -166,6 +179,7 @@ def cmd_evaluate(args):
     evaluate(
         args.base_dir, args.model_name, args.data_name, stage=args.stage, output=args.output, n_pairs=args.n_pairs,
         seed=args.seed, device=args.device, quiet=args.quiet, export=args.export, face=args.face,
+        overwrite=args.overwrite,
     )
 
 
@@ -176,29 +190,77 @@ def cmd_report(args):
                  seeds=args.over_seeds), end="")
 
 
-def add_training_arguments(parser):
+def add_global_options(parser, on_subcommand=False):
+    """-bd, --device, --seed and -q. On a subcommand they default to SUPPRESS, so a value given before the
+    subcommand is kept unless it is given again after it."""
+    def given(value):
+        return argparse.SUPPRESS if on_subcommand else value
+
+    group = parser.add_argument_group("global options (before or after the subcommand)")
+    group.add_argument("-bd", "--base-dir", default=given("."), help="root of cache/ (default: .)")
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], default=given("auto"),
+                       help="device for training, inference and evaluation (default: auto = cuda when available)")
+    group.add_argument("--seed", type=int, default=given(0), help="random seed for splits, training and sampling "
+                       "(default: 0)")
+    group.add_argument("-q", "--quiet", action="store_true", default=given(False),
+                       help="no progress bars or progress messages")
+
+
+def examples(*lines, before=""):
+    return (before + "\n\n" if before else "") + "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def dataset_table():
+    """The registry's dataset ids, each with its description wrapped beside it."""
+    width = max(len(dataset_id) for dataset_id in SPECS)
+    lines = ["dataset ids (-di):"]
+    for spec in SPECS.values():
+        lines += textwrap.wrap(spec.description, 100, initial_indent=f"  {spec.id:<{width}}  ",
+                               subsequent_indent=" " * (width + 4))
+    return "\n".join(lines)
+
+
+def add_model_name(parser, meaning="model directory name under cache/models"):
+    parser.add_argument("-mn", "--model-name", required=True, help=meaning)
+
+
+def add_training_arguments(parser, set_help):
     parser.add_argument("-dn", "--data-name", required=True, help="preprocessed data to train on")
-    parser.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    add_model_name(parser)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.n_epochs=50 (repeatable)")
+                        help=f"override a config key (repeatable), {set_help}")
     parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                         help="also checkpoint every M minutes inside an epoch (default: 10)")
 
 
+LABEL_HELP = ("translate to this label value only: an index 0..N-1 into the model's label values; "
+              "`lord.py info -mn MODEL` lists them with their names")
+
+
 def build_parser():
     parser = Parser(prog="lord.py", description=DESCRIPTION)
-    parser.add_argument("-bd", "--base-dir", default=".", help="root of cache/ (default: .)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="training device (default: auto = cuda when available)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for splits, training and sampling")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {lord.__version__}",
+                        help="print the toolkit's version and exit")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=Parser)
     commands.required = True
+    global_options = Parser(add_help=False)
+    add_global_options(global_options, on_subcommand=True)
 
-    sub = commands.add_parser("preprocess", help="turn a raw dataset into cache/preprocess/<data-name>.npz")
-    sub.add_argument("-di", "--dataset-id", required=True, help="dataset id (see the README table)")
-    sub.add_argument("-dp", "--dataset-path", help="root directory of the raw dataset")
+    def command(name, summary, epilog):
+        """A subcommand whose epilog (examples, tables) keeps its lines, with the global options."""
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   parents=[global_options])
+
+    sub = command("preprocess", "turn a raw dataset into cache/preprocess/<data-name>.npz", examples(
+        "python lord.py -bd runs preprocess -di synthetic -dn shapes --img-size 32 --n-classes 10",
+        "python lord.py -bd runs preprocess -di folder -dp my_images -dn mine --img-size 64",
+        "python lord.py preprocess -di ffhq -dp ffhq-dataset -odn ffhq-x256-age",
+        before=dataset_table()))
+    sub.add_argument("-di", "--dataset-id", required=True, metavar="ID", help="dataset id, one of the list below")
+    sub.add_argument("-dp", "--dataset-path", help="root directory of the raw dataset (not for synthetic)")
     names = sub.add_mutually_exclusive_group(required=True)
     names.add_argument("-dn", "--data-name", help="output data name")
     names.add_argument("-odn", "--out-data-name",
@@ -219,25 +281,35 @@ def build_parser():
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output of that name")
     sub.set_defaults(run=cmd_preprocess)
 
-    sub = commands.add_parser("split-classes", help="hold out whole classes as a test set")
-    sub.add_argument("-idn", "--input-data-name", required=True)
-    sub.add_argument("-trdn", "--train-data-name", required=True)
-    sub.add_argument("-tsdn", "--test-data-name", required=True)
+    split_names = [("-idn", "--input-data-name", "preprocessed data to split"),
+                   ("-trdn", "--train-data-name", "output data name of the training side"),
+                   ("-tsdn", "--test-data-name", "output data name of the test side")]
+    sub = command("split-classes", "hold out whole classes as a test set", examples(
+        "python lord.py -bd runs split-classes -idn shapes -trdn shapes-train -tsdn shapes-test -ntsi 4",
+        "python lord.py --seed 1 split-classes -idn cars3d -trdn cars3d-train -tsdn cars3d-test -ntsi 20"))
+    for short, long, meaning in split_names:
+        sub.add_argument(short, long, required=True, help=meaning)
     sub.add_argument("-ntsi", "--num-test-classes", type=positive_int, required=True,
-                     help="number of random classes to hold out")
+                     help="number of random classes to hold out (reproducible with --seed)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")
     sub.set_defaults(run=cmd_split_classes)
 
-    sub = commands.add_parser("split-samples", help="hold out a random share of the images as a test set")
-    sub.add_argument("-idn", "--input-data-name", required=True)
-    sub.add_argument("-trdn", "--train-data-name", required=True)
-    sub.add_argument("-tsdn", "--test-data-name", required=True)
-    sub.add_argument("-ts", "--test-split", type=ratio, required=True, help="share of test images, in (0, 1)")
+    sub = command("split-samples", "hold out a random share of the images as a test set", examples(
+        "python lord.py -bd runs split-samples -idn shapes -trdn shapes-train -tsdn shapes-test -ts 0.1",
+        "python lord.py split-samples -idn mine -trdn mine-train -tsdn mine-test -ts 0.2 --overwrite"))
+    for short, long, meaning in split_names:
+        sub.add_argument(short, long, required=True, help=meaning)
+    sub.add_argument("-ts", "--test-split", type=ratio, required=True,
+                     help="share of test images, in (0, 1) (reproducible with --seed)")
     sub.add_argument("--overwrite", action="store_true", help="replace existing outputs of those names")
     sub.set_defaults(run=cmd_split_samples)
 
-    sub = commands.add_parser("train", help="stage 1: latent optimization of the generator and embeddings")
-    add_training_arguments(sub)
+    sub = command("train", "stage 1: latent optimization of the generator and embeddings", examples(
+        "python lord.py -bd runs train -dn shapes-train -mn shapes -cf lord-tiny --set train.n_epochs=50",
+        "python lord.py train -dn cars3d-train -mn cars3d --resume",
+        "python lord.py train -dn ffhq-x256-age -mn ffhq -cf overlord-ffhq --all-stages"))
+    add_training_arguments(sub, "any key of the preset, e.g. --set train.n_epochs=50 (LORD presets) or "
+                                "--set disentanglement.n_epochs=50 (OverLORD presets)")
     sub.add_argument("-cf", "--config", default="lord", choices=config.names() + list(config.OVERLORD_NAMES),
                      metavar="NAME",
                      help=f"named configuration from config.py (default: lord; one of {', '.join(config.names())}); "
@@ -248,43 +320,67 @@ def build_parser():
     sub.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     sub.set_defaults(run=cmd_train)
 
-    sub = commands.add_parser("train-encoders", help="stage 2: amortized encoders for unseen images")
-    add_training_arguments(sub)
+    sub = command("train-encoders", "stage 2: amortized encoders for unseen images", examples(
+        "python lord.py -bd runs train-encoders -dn shapes-train -mn shapes",
+        "python lord.py train-encoders -dn cars3d-train -mn cars3d --set train_encoders.n_epochs=100 --overwrite",
+        "python lord.py train-encoders -dn ffhq-x256-age -mn ffhq --set amortization.n_epochs=20"))
+    add_training_arguments(sub, "only keys of this stage and runtime.*: --set train_encoders.n_epochs=100 (LORD) "
+                                "or --set amortization.n_epochs=20 (OverLORD), --set runtime.log_every=50")
     sub.add_argument("--overwrite", action="store_true", help="replace this model's existing stage-2 weights")
     sub.set_defaults(run=cmd_train_encoders)
 
-    sub = commands.add_parser("train-synthesis",
-                              help="stage 3 (OverLORD): adversarial tuning of the encoders and the generator")
-    add_training_arguments(sub)
+    sub = command("train-synthesis", "stage 3 (OverLORD): adversarial tuning of the encoders and the generator",
+                  examples("python lord.py train-synthesis -dn ffhq-x256-age -mn ffhq",
+                           "python lord.py train-synthesis -dn ffhq-x256-age -mn ffhq --set synthesis.n_epochs=20 "
+                           "--overwrite",
+                           "python lord.py train-synthesis -dn ffhq-x256-age -mn ffhq --resume"))
+    add_training_arguments(sub, "only keys of this stage and runtime.*: --set synthesis.n_epochs=20, "
+                                "--set runtime.log_every=50")
     sub.add_argument("--overwrite", action="store_true", help="replace this model's existing stage-3 weights")
     sub.set_defaults(run=cmd_train_synthesis)
 
-    sub = commands.add_parser("manipulate", help="translate image files with a trained LORD or OverLORD model")
-    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
-    sub.add_argument("-i", "--img-path", "--img", required=True,
+    sub = command("manipulate", "translate image files with a trained LORD or OverLORD model", examples(
+        "python lord.py manipulate -mn ffhq -i face.png -o face-in-all-ages.png",
+        "python lord.py manipulate -mn ffhq -i face.png -o face-30s.png --label 3",
+        "python lord.py manipulate -mn afhq -i cats/ -r dog.jpg -o cats-as-dog/"))
+    add_model_name(sub)
+    sub.add_argument("-i", "--input", "--img-path", "--img", dest="input", required=True, metavar="PATH",
                      help="image whose content (uncorrelated code) is kept; a directory translates every image in it")
-    sub.add_argument("-r", "--reference-img-path", "--reference",
+    sub.add_argument("-r", "--reference", "--reference-img-path", dest="reference", metavar="PATH",
                      help="image giving the label (and correlated code); without it, translate to every label value")
-    sub.add_argument("-o", "--output-img-path", "--output", required=True,
-                     help="output PNG; a directory when --img-path is one (one <name>.png per input)")
-    sub.add_argument("--label", type=int, metavar="VALUE", help="translate to this label value only")
+    sub.add_argument("-o", "--output", "--output-img-path", dest="output", required=True, metavar="PATH",
+                     help="output PNG; a directory when --input is one (one <name>.png per input)")
+    sub.add_argument("--label", type=int, metavar="INDEX", help=LABEL_HELP)
     sub.set_defaults(run=cmd_manipulate)
 
-    sub = commands.add_parser("import-model",
-                              help="a model directory of the published lord-pytorch or OverLORD code, as a model here")
-    sub.add_argument("-i", "--input-dir", required=True,
+    sub = command("import-model", "a model directory of the published lord-pytorch or OverLORD code, as a model here",
+                  examples("python lord.py import-model -i downloads/overlord-ffhq-x256-age -mn ffhq",
+                           "python lord.py -bd runs import-model -i runs/cache/models/afhq -mn afhq-imported"))
+    sub.add_argument("-i", "--input", "--input-dir", dest="input", required=True, metavar="DIR",
                      help="the original model directory (config.pkl, latent.pth, amortized.pth)")
-    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    add_model_name(sub, "name of the new model directory under cache/models (not the input's own directory)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     sub.set_defaults(run=cmd_import_model)
 
-    sub = commands.add_parser("evaluate", help="the papers' metrics for a trained model on preprocessed data (JSON)")
-    sub.add_argument("-mn", "--model-name", required=True, help="model directory name under cache/models")
+    sub = command("info", "a model's data, label values and their names, stages done and config", examples(
+        "python lord.py info -mn demo", "python lord.py -bd runs info -mn shapes --json"))
+    add_model_name(sub)
+    sub.add_argument("--json", action="store_true", help="print everything as one JSON object, for scripts")
+    sub.set_defaults(run=cmd_info)
+
+    sub = command("evaluate", "the papers' metrics for a trained model on preprocessed data (JSON)", examples(
+        "python lord.py -bd runs evaluate -mn shapes -dn shapes-test",
+        "python lord.py evaluate -mn cars3d -dn cars3d-train --stage latent -o results/cars3d-latent.json",
+        "python lord.py evaluate -mn ffhq -dn ffhq-x256-age --n-pairs 500 --export translations"))
+    add_model_name(sub)
     sub.add_argument("-dn", "--data-name", required=True, help="preprocessed data to evaluate on")
     sub.add_argument("--stage", choices=["latent", "amortized", "synthesis"],
                      help="stage to evaluate (default: the latest completed one)")
-    sub.add_argument("--output", metavar="FILE.json",
-                     help="where to write the result (default: the model dir's evaluation-<data>-<stage>.json)")
+    sub.add_argument("-o", "--output", metavar="FILE.json",
+                     help="where to write the result (default: the model dir's evaluation-<data>-<stage>.json); "
+                          "an existing file is replaced only if it is an earlier result of the same model, data "
+                          "and stage")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing --output file whatever it holds")
     sub.add_argument("--n-pairs", type=positive_int, default=1000, metavar="N",
                      help="translation pairs for content transfer, translation accuracy and FID (default: 1000)")
     sub.add_argument("--export", metavar="DIR",
@@ -295,9 +391,13 @@ def build_parser():
                           "rafd, ffhq and celebahq data anyway)")
     sub.set_defaults(run=cmd_evaluate)
 
-    sub = commands.add_parser("report", help="gather evaluation results into one table (markdown or CSV)")
+    sub = command("report", "gather evaluation results into one table (markdown or CSV)", examples(
+        "python lord.py -bd runs report shapes",
+        "python lord.py report results/*.json --columns class_from_content,translation --format csv",
+        "python lord.py report results/*.json --over-seeds"))
     sub.add_argument("paths", nargs="+", metavar="PATH",
-                     help="evaluation JSON files, model directories or model names under the base dir")
+                     help="evaluation JSON files, model directories (their evaluation*.json and eval/*.json) or "
+                          "model names under the base dir")
     sub.add_argument("--format", choices=["markdown", "csv"], default="markdown",
                      help="table format (default: markdown)")
     sub.add_argument("--columns", action="append", metavar="NAMES",
@@ -308,19 +408,24 @@ def build_parser():
                           "standard deviation")
     sub.set_defaults(run=cmd_report)
 
-    sub = commands.add_parser("serve", help="a local web page: translate images, look at a model while it trains")
+    sub = command("serve", "a local web page: translate images, look at a model while it trains", examples(
+        "python lord.py serve -mn demo",
+        "python lord.py -bd runs serve -mn shapes --port 8080 --device cpu",
+        "python lord.py -bd runs serve --host 0.0.0.0"))
     sub.add_argument("-mn", "--model-name", help="model to preselect (default: the first one)")
     sub.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every network)")
     sub.add_argument("--port", type=port_number, default=7860, help="port to listen on (default: 7860)")
-    sub.add_argument("--device", dest="serve_device", choices=["auto", "cpu", "cuda"],
-                     help="device for the models (default: the global --device, auto)")
     sub.set_defaults(run=cmd_serve)
 
-    sub = commands.add_parser("demo", help="the whole pipeline on a small synthetic set, on CPU in minutes")
+    sub = command("demo", "the whole pipeline on a small synthetic set, on CPU in minutes", examples(
+        "python lord.py demo",
+        "python lord.py -bd demo-run demo --overwrite",
+        "python lord.py demo --set train.n_epochs=50 --overwrite"))
     sub.add_argument("-cf", "--config", default="lord-tiny", choices=config.names(), metavar="NAME",
                      help="configuration (default: lord-tiny)")
-    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (repeatable), e.g. --set train.n_epochs=50")
     sub.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
     sub.set_defaults(run=cmd_demo)
     return parser

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import sys
@@ -71,8 +72,26 @@ class BaseDir:
     def existing_model_dir(self, model_name):
         path = self.model_dir(model_name)
         if not (path / "config.json").is_file():
+            if is_published_model_dir(path):
+                raise UserError(self.published_model_message(path, model_name))
             raise UserError(f"no model named {model_name!r} (expected {path / 'config.json'})")
         return path
+
+    def published_model_message(self, published_dir, model_name):
+        return (f"{published_dir} is a model directory of the published code (config.pkl, no config.json): "
+                f"import it first with: {self.import_command(published_dir, model_name)}")
+
+    def import_command(self, published_dir, model_name):
+        """The `import-model` line that makes a model of this base dir from a published model directory."""
+        base = "" if str(self.root) == "." else f"-bd {shlex.quote(str(self.root))} "
+        return (f"python lord.py {base}import-model -i {shlex.quote(str(published_dir))} "
+                f"-mn {shlex.quote(model_name + '-imported')}")
+
+
+def is_published_model_dir(path):
+    """A directory as lord-pytorch's `Lord.save` or OverLORD's `Model.save` leaves it."""
+    path = Path(path)
+    return (path / "config.pkl").is_file() and any((path / name).is_file() for name in ("latent.pth", "amortized.pth"))
 
 
 def _describe_os_error(error):

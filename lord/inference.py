@@ -230,11 +230,11 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
     """
     img_path, output_path = Path(img_path), Path(output_path)
     if reference_path is not None and label is not None:
-        raise UserError("give either --reference-img-path or --label, not both")
+        raise UserError("give either --reference or --label, not both")
     if not img_path.exists():
         raise UserError(f"no image file or directory {img_path}")
     if img_path.is_dir() and output_path.exists() and not output_path.is_dir():
-        raise UserError(f"--img-path is a directory, so --output-img-path must be one too; {output_path} is a file")
+        raise UserError(f"--input is a directory, so --output must be one too; {output_path} is a file")
     if img_path.is_file() and output_path.is_dir():
         output_path = output_path / f"{img_path.stem}.png"
     if img_path.is_file() and output_path.suffix.lower() != ".png":
@@ -244,7 +244,8 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
     model = load_model(base_dir, model_name, device=device)
     model.require_encoders()
     if label is not None and not 0 <= label < model.n_labels:
-        raise UserError(f"--label {label} is out of range: this model's labels are 0..{model.n_labels - 1}")
+        raise UserError(f"--label {label} is out of range: this model's labels are 0..{model.n_labels - 1} "
+                        f"(lord.py info -mn {model_name} lists them)")
     if reference_path is None and label is None and model.n_labels > MAX_STRIP_LABELS:
         raise UserError(f"this model has {model.n_labels} label values, too many for one strip: pick one with --label")
     channels = model.img_shape[-1]

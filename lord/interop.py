@@ -346,6 +346,9 @@ def import_model(base_dir, input_dir, model_name, presets, overwrite=False, quie
     """Write cache/models/<model_name>/ from an original model directory; returns its path."""
     base = BaseDir(base_dir)
     model_dir = base.model_dir(model_name)
+    if Path(input_dir).resolve() == model_dir.resolve():
+        raise UserError(f"{input_dir} is where model {model_name!r} would be written: import it under another name, "
+                        f"e.g. {base.import_command(input_dir, model_name)}")
     if model_dir.exists() and any(model_dir.iterdir()) and not overwrite:
         raise UserError(f"model {model_name!r} already exists at {model_dir} (use --overwrite to replace it)")
     kind, config, stages, notes = convert(input_dir, presets)

@@ -10,16 +10,20 @@ Stages: `latent` (train), `amortized` (train-encoders), `synthesis` (train-synth
 All weight files are loaded with `weights_only=True`: a file carrying a pickle payload runs no code.
 """
 
+import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from lord.assets import read_json
+from lord.assets import BaseDir, read_json
+from lord.configuration import flatten
 from lord.errors import UserError
 from lord.networks import stylegan
 from lord.networks.lord import Encoder, Generator
 
 STAGES = ("latent", "amortized", "synthesis")
+RUN_KEYS = ("config_name", "seed", "data", "imported")  # what config.json records besides the preset and --set
 
 
 def weights_path(model_dir, stage):
@@ -261,3 +265,112 @@ def load_stage(model_dir, stage, config=None):
     module = module_class(config)
     load_state_checked(module, load_tensors(path), str(path))
     return module.eval()
+
+
+# -- describing a model: `lord.py info` and the Model tab of `serve` ---------------------------------------
+
+
+def stages_of(config):
+    return [stage for stage in STAGES if (arch_of(config), stage) in STAGE_MODULES]
+
+
+def labeled_attribute(config):
+    return config.get("labeled_attribute", "classes") if arch_of(config) == "overlord" else "classes"
+
+
+def n_labels_of(config):
+    data = config.get("data", {})
+    return data.get("n_labels") if arch_of(config) == "overlord" else data.get("n_classes")
+
+
+def label_names(base_dir, config, n_labels):
+    """The names of a model's label values, from the preprocessed data it was trained on (`age_names`,
+    `domain_names`, `class_names`, ...), or None where the data has none or is gone."""
+    attribute = config.get("labeled_attribute", "classes")
+    key = "class_names" if attribute == "classes" else f"{attribute}_names"
+    try:
+        path = BaseDir(base_dir).data_path(config["data"]["name"])
+        with np.load(path, allow_pickle=False) as archive:
+            names = archive[key] if key in archive.files else None
+    except (KeyError, TypeError, OSError, ValueError, UserError):
+        return None
+    if names is None or names.ndim != 1 or len(names) != n_labels:
+        return None
+    return [str(name) for name in names]
+
+
+def preset_differences(config, presets):
+    """`KEY=VALUE` for every config key that differs from the named preset (the run's --set values),
+    or None when the preset is unknown."""
+    preset = (presets or {}).get(config.get("config_name"))
+    if preset is None:
+        return None
+    own = flatten({key: value for key, value in config.items() if key not in RUN_KEYS})
+    reference = flatten(preset)
+    return [f"{key}={json.dumps(value)}" for key, value in own.items()
+            if key not in reference or reference[key] != value]
+
+
+def stage_states(model_dir, config):
+    """Per stage of the architecture: `done` (final weights), `interrupted` (a checkpoint to --resume)
+    or `not started`."""
+    states = {}
+    for stage in stages_of(config):
+        if weights_path(model_dir, stage).is_file():
+            states[stage] = "done"
+        elif checkpoint_path(model_dir, stage).is_file():
+            states[stage] = "interrupted"
+        else:
+            states[stage] = "not started"
+    return states
+
+
+def describe_model(base_dir, model_name, presets=None):
+    """What a user needs to drive a model from the command line, as plain JSON values: its data, its
+    label values with their names (the indices `--label` takes), the stages done and its config."""
+    model_dir = BaseDir(base_dir).existing_model_dir(model_name)
+    config = read_config(model_dir)
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise UserError(f"{model_dir / 'config.json'} is not a model config")
+    data = config["data"]
+    n_labels = n_labels_of(config)
+    return {
+        "model": model_name,
+        "directory": str(model_dir),
+        "arch": arch_of(config),
+        "config_name": config.get("config_name"),
+        "seed": config.get("seed"),
+        "imported": config.get("imported"),
+        "data": {key: data.get(key) for key in ("name", "n_images", "img_shape")},
+        "labeled_attribute": labeled_attribute(config),
+        "n_labels": n_labels,
+        "label_names": label_names(base_dir, config, n_labels),
+        "stages": stage_states(model_dir, config),
+        "set_values": preset_differences(config, presets),
+        "config": config,
+    }
+
+
+def format_description(description):
+    """`describe_model`'s answer as the lines `lord.py info` prints."""
+    data = description["data"]
+    shape = "x".join(str(side) for side in data.get("img_shape") or [])
+    preset = description["config_name"]
+    origin = (f"imported from {description['imported'].get('format')} ({description['imported'].get('from')})"
+              if description["imported"] else f"preset {preset}, seed {description['seed']}")
+    lines = [f"model {description['model']}: {description['arch']}, {origin}",
+             f"data: {data.get('name') if data.get('name') is not None else '(not recorded)'}, "
+             f"{data.get('n_images')} images of {shape}"]
+    names = description["label_names"]
+    n_labels = description["n_labels"]
+    values = f"0..{n_labels - 1}" if isinstance(n_labels, int) else "unknown"
+    unnamed = f"; no names: {data['name']} has none or is gone" if data.get("name") and not names else ""
+    lines.append(f"labels ({description['labeled_attribute']}): {values}, the indices --label takes{unnamed}")
+    if names:
+        lines += [f"  {value}: {name}" for value, name in enumerate(names)]
+    lines.append("stages: " + ", ".join(f"{stage} {state}" for stage, state in description["stages"].items()))
+    differences = description["set_values"]
+    if differences is not None:
+        lines.append("--set values: " + (" ".join(differences) if differences else "none (the preset unchanged)"))
+    lines.append("config: " + json.dumps(description["config"], separators=(",", ":")))
+    return "\n".join(lines)

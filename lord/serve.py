@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lord.assets import BaseDir, atomic_write_bytes
-from lord.configuration import flatten
 from lord.errors import UserError
 from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
-from lord.model import STAGES, arch_of, checkpoint_path, completed_stages, read_config, weights_path
+from lord.model import (STAGES, arch_of, checkpoint_path, completed_stages, describe_model, label_names,
+                        weights_path)
 from lord.training import STAGE_CONFIG_KEYS
 from lord.training.loop import read_metrics
 from lord.visualize import encode_png
@@ -37,7 +37,6 @@ STAGE_TITLES = {"latent": "stage 1, latent optimization", "amortized": "stage 2,
                 "synthesis": "stage 3, synthesis"}
 ENCODER_STAGES = ("amortized", "synthesis")
 NOT_LOSSES = ("seconds", "images_per_second")
-RUN_KEYS = ("config_name", "seed", "data")  # what config.json records besides the preset and its --set values
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 89_478_485  # Pillow's own warning threshold for decompression bombs
 CACHED_MODELS = 2
@@ -70,22 +69,6 @@ def translatable_models(base_dir):
     """The models that can encode new images: those with a completed stage 2 or 3."""
     base = BaseDir(base_dir)
     return [name for name in model_names(base_dir) if has_encoders(base.models_dir / name)]
-
-
-def label_names(base_dir, config, n_labels):
-    """The names of a model's label values, from the preprocessed data it was trained on (`age_names`,
-    `domain_names`, `class_names`, ...), or None where the data has none or is gone."""
-    attribute = config.get("labeled_attribute", "classes")
-    key = "class_names" if attribute == "classes" else f"{attribute}_names"
-    try:
-        path = BaseDir(base_dir).data_path(config["data"]["name"])
-        with np.load(path, allow_pickle=False) as archive:
-            names = archive[key] if key in archive.files else None
-    except (KeyError, TypeError, OSError, ValueError, UserError):
-        return None
-    if names is None or names.ndim != 1 or len(names) != n_labels:
-        return None
-    return [str(name) for name in names]
 
 
 def label_choices(names, n_labels):
@@ -250,18 +233,6 @@ def read_sample_grid(path):
         return None
 
 
-def preset_differences(config, presets):
-    """`KEY=VALUE` for every config key that differs from the named preset (the run's --set values),
-    or None when the preset is unknown."""
-    preset = presets.get(config.get("config_name"))
-    if preset is None:
-        return None
-    own = flatten({key: value for key, value in config.items() if key not in RUN_KEYS})
-    reference = flatten(preset)
-    return [f"{key}={json.dumps(value)}" for key, value in own.items()
-            if key not in reference or reference[key] != value]
-
-
 def training_process(model_dir):
     """The 'PID HOST' of the run holding the model's lock, or None."""
     try:
@@ -282,6 +253,7 @@ class Overview:
     curves: dict = field(default_factory=dict)
     samples: dict = field(default_factory=dict)
     training: str = None
+    labels: str = None  # the label values and their names, as `lord.py info` lists them
 
 
 def plural(count, noun):
@@ -300,15 +272,24 @@ def stage_status(config, stage, done, curves):
     return "not started"
 
 
+def labels_line(description):
+    """`attribute`: `0: name`, ... (the values `--label` and the Translate tab take)."""
+    names = description["label_names"]
+    values = (", ".join(f"{value}: {name}" for value, name in enumerate(names)) if names
+              else f"0..{description['n_labels'] - 1}" if isinstance(description["n_labels"], int) else "unknown")
+    return f"labels ({description['labeled_attribute']}): {values}"
+
+
 def model_overview(base_dir, model_name, presets):
-    model_dir = BaseDir(base_dir).existing_model_dir(model_name)
-    config = read_config(model_dir)
+    description = describe_model(base_dir, model_name, presets)
+    model_dir = Path(description["directory"])
+    config = description["config"]
     records = read_metrics(model_dir / "metrics.jsonl")
     curves = loss_curves(records)
     done = completed_stages(model_dir)
     stages = [(stage, stage_status(config, stage, done, curves)) for stage in STAGE_CONFIG_KEYS[arch_of(config)]]
-    return Overview(model_name, config, preset_differences(config, presets), stages, curves,
-                    latest_samples(model_dir), training_process(model_dir))
+    return Overview(model_name, config, description["set_values"], stages, curves, latest_samples(model_dir),
+                    training_process(model_dir), labels_line(description))
 
 
 def overview_signature(base_dir, model_name):
@@ -342,6 +323,8 @@ def overview_markdown(overview):
                      + ", ".join(f"`{item}`" for item in overview.differences))
     else:
         lines.append("- config: the preset unchanged")
+    if overview.labels:
+        lines.append(f"- {overview.labels}")
     for stage, status in overview.stages:
         lines.append(f"- {STAGE_TITLES[stage]}: {status}")
     if overview.training:

@@ -12,6 +12,7 @@ null with a warning when the weights cannot be had, never computed with random w
 """
 
 import contextlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from lord.visualize import to_uint8
 
 DEFAULT_N_PAIRS = 1000
 MAX_RECONSTRUCTIONS = 10000
+MAX_RESULT_BYTES = 1 << 20  # an evaluation result is a few kilobytes
 DIVERSITY_REFERENCES = 10
 BATCH_PIXELS = 2**22
 FAMILIES = ("class_from_content", "content_from_class", "content_transfer", "reconstruction", "translation",
@@ -294,8 +296,29 @@ def open_inputs(base, model_name, data_name, stage):
     return model_dir, config, stage, dataset
 
 
+def is_own_result(path, model_name, data_name, stage):
+    """Whether `path` holds an evaluation result this toolkit wrote for the same model, data and stage
+    (a re-run replaces it); any other file is someone's work that only --overwrite may replace."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_RESULT_BYTES:
+            return False
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(result, dict) and "version" in result and "reconstruction" in result
+            and (result.get("model"), result.get("data"), result.get("stage")) == (model_name, data_name, stage))
+
+
+def check_output(output, model_name, data_name, stage, overwrite):
+    if output.is_dir():
+        raise UserError(f"--output must be a file path, {output} is a directory")
+    if output.exists() and not overwrite and not is_own_result(output, model_name, data_name, stage):
+        raise UserError(f"{output} exists and is not an evaluation of model {model_name!r} on {data_name!r}, stage "
+                        f"{stage}: use --overwrite to replace it, or another --output")
+
+
 def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=DEFAULT_N_PAIRS, seed=0,
-             device="auto", quiet=False, export=None, face=False, weighted_distances=True):
+             device="auto", quiet=False, export=None, face=False, weighted_distances=True, overwrite=False):
     """Evaluate a model's `stage` (default: its latest completed stage) on preprocessed data.
 
     Returns and writes (atomically, to `output` or to the model directory's
@@ -310,6 +333,8 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     With `export` (a directory), the scored translations are also written there as PNG files with an
     index (see lord.evaluation.export).
     Without `quiet`, prints progress on stderr and a summary on stdout; warnings are always printed.
+    An existing `output` is replaced only when it is an earlier result of the same model, data and
+    stage (`is_own_result`) or with `overwrite`.
     `weighted_distances=False` leaves the distances that need published weights (perceptual, LPIPS)
     null without looking for or downloading their files.
     """
@@ -319,8 +344,7 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
     base = BaseDir(base_dir)
     model_dir, config, stage, dataset = open_inputs(base, model_name, data_name, stage)
     output = Path(output) if output is not None else default_output(base, model_name, data_name, stage)
-    if output.is_dir():
-        raise UserError(f"--output must be a file path, {output} is a directory")
+    check_output(output, model_name, data_name, stage, overwrite)
     overlord = arch_of(config) == "overlord"
     labels = dataset.label(config["labeled_attribute"])[0] if overlord else dataset.classes
     export_dir = None if export is None else check_export_dir(export, len(np.unique(labels)))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from lord import configuration
-from lord.assets import BaseDir, ModelLock, atomic_write_json, clear_model
+from lord.assets import BaseDir, ModelLock, atomic_write_json, clear_model, is_published_model_dir
 from lord.data import store
 from lord.errors import UserError
 from lord.model import (
@@ -96,6 +96,14 @@ def check_same_data(config, data_name, dataset, what):
         )
 
 
+def override_prefixes(config, stage_name):
+    """The keys `--set` may change at a stage: any key at stage 1; a later stage, which adds to a trained
+    model, only its own block and `runtime`."""
+    if stage_name == "latent":
+        return None
+    return (f"{stage_key(config, stage_name)}.", "runtime.")
+
+
 def check_batch_size(batch_size, dataset, key):
     if batch_size > len(dataset):
         raise UserError(f"{key}={batch_size} is larger than the {len(dataset)} training images")
@@ -109,12 +117,14 @@ def train(base_dir, data_name, model_name, config, overrides=(), config_name=Non
           device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0):
     """Stage 1: latent optimization. Writes cache/models/<model_name>/ and returns its path."""
     base = BaseDir(base_dir)
-    model_dir = base.model_dir(model_name)
+    model_dir = base.existing_model_dir(model_name) if resume else base.model_dir(model_name)
+    if not resume and is_published_model_dir(model_dir) and not overwrite:
+        raise UserError(base.published_model_message(model_dir, model_name))
     dataset = store.load(base.existing_data_path(data_name))
     if resume:
         if overrides:
             raise UserError("--set cannot be combined with --resume: the run continues with its saved config.json")
-        config = read_config(base.existing_model_dir(model_name))
+        config = read_config(model_dir)
         check_same_data(config, data_name, dataset, "resuming train")
     else:
         if _model_dir_in_use(model_dir) and not overwrite:
@@ -181,11 +191,11 @@ def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, o
     model_dir = base.existing_model_dir(model_name)
     dataset = store.load(base.existing_data_path(data_name))
     config = read_config(model_dir)
-    key = stage_key(config, stage_name)
+    stage_key(config, stage_name)
     check_same_data(config, data_name, dataset, COMMANDS[stage_name])
     if resume and overrides:
         raise UserError("--set cannot be combined with --resume: the run continues with its saved config.json")
-    config = configuration.apply_overrides(config, overrides, allowed_prefixes=(f"{key}.", "runtime."))
+    config = configuration.apply_overrides(config, overrides, allowed_prefixes=override_prefixes(config, stage_name))
     done = weights_path(model_dir, stage_name)
     if not resume and done.exists() and not overwrite:
         raise UserError(f"model {model_name!r} already has {TRAINED_WHAT[stage_name]} ({done}); "
