@@ -136,6 +136,12 @@ def cmd_manipulate(args):
     )
 
 
+def cmd_align_faces(args):
+    from lord.faces import align_faces
+
+    align_faces(args.input, args.output, size=args.size, landmarks=args.landmarks, quiet=args.quiet)
+
+
 def cmd_import_model(args):
     from lord.interop import import_model
 
@@ -269,6 +275,16 @@ def build_parser():
                      help="output PNG; a directory when --img-path is one (one <name>.png per input)")
     sub.add_argument("--label", type=int, metavar="VALUE", help="translate to this label value only")
     sub.set_defaults(run=cmd_manipulate)
+
+    sub = commands.add_parser("align-faces",
+                              help="crop and rotate face photos as the FFHQ dataset was aligned (needs the faces extra)")
+    sub.add_argument("-i", "--input", required=True, help="a photo, or a directory of photos")
+    sub.add_argument("-o", "--output", required=True,
+                     help="output PNG, or a directory (one <name>.png per photo with a face) when --input is one")
+    sub.add_argument("--size", type=positive_int, default=256, help="side of the aligned image in pixels (default: 256)")
+    sub.add_argument("--landmarks", metavar="FILE",
+                     help="dlib's shape_predictor_68_face_landmarks.dat to use instead of the packaged copy")
+    sub.set_defaults(run=cmd_align_faces)
 
     sub = commands.add_parser("import-model",
                               help="a model directory of the published lord-pytorch or OverLORD code, as a model here")
