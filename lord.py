@@ -71,6 +71,7 @@ def cmd_preprocess(args):
         img_size=args.img_size, n_classes=args.n_classes, channels=args.channels, rotations=args.rotations,
         n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
         part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
+        resize=args.resize, align_faces=args.align_faces or None,
     )
 
 
@@ -220,6 +221,13 @@ def build_parser():
     sub.add_argument("--condition", help="kth: recording condition d1..d4 (default: d4)")
     sub.add_argument("--split", help="afhq: train or test; edges2shoes: train or val (default: train)")
     sub.add_argument("--part", help="celebahq: face part whose masks are stored, e.g. hair (default: hair)")
+    sub.add_argument("--resize", choices=["published", "area"],
+                     help="smallnorb, celeba, rafd (cv2 bilinear), ffhq, afhq, celebahq (PIL bicubic): 'published' "
+                          "resizes with the filter of the authors' preprocessing (default), 'area' with OpenCV's "
+                          "area filter (less aliasing)")
+    sub.add_argument("--align-faces", action="store_true",
+                     help="folder: align every photo's largest face as FFHQ was aligned, at --img-size (needs the "
+                          "faces extra); photos without a face stop the run, or are skipped with --skip-bad")
     sub.add_argument("--workers", type=positive_int, help="decoding processes (default: all cores)")
     sub.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output of that name")
