@@ -133,7 +133,7 @@ def cmd_manipulate(args):
 
     manipulate(
         args.base_dir, args.model_name, args.img_path, args.output_img_path, reference_path=args.reference_img_path,
-        label=args.label, device=args.device, quiet=args.quiet,
+        label=args.label, device=args.device, quiet=args.quiet, align=args.align,
     )
 
 
@@ -282,6 +282,9 @@ def build_parser():
     sub.add_argument("-o", "--output-img-path", "--output", required=True,
                      help="output PNG; a directory when --img-path is one (one <name>.png per input)")
     sub.add_argument("--label", type=int, metavar="VALUE", help="translate to this label value only")
+    sub.add_argument("--align", action="store_true",
+                     help="first align each photo's largest face (the reference's too) as the FFHQ faces were, at "
+                          "the model's size (needs the faces extra; see align-faces)")
     sub.set_defaults(run=cmd_manipulate)
 
     sub = commands.add_parser("align-faces",

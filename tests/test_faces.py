@@ -167,3 +167,22 @@ def test_align_faces_errors(tmp_path, photos, capsys, monkeypatch):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and 'pip install -e ".[faces]"' in error and "dlib" in error
     assert not (tmp_path / "out.png").exists()
+
+
+def test_preprocess_folder_aligns_faces(tmp_path, photo, aligner, capsys):
+    root = tmp_path / "people"
+    fx.save_image(root / "a" / "astronaut.png", photo)
+    fx.save_image(root / "a" / "mirrored.png", np.ascontiguousarray(photo[:, ::-1]))
+    fx.save_image(root / "b" / "rotated.png", rotated(photo, 10))
+    fx.save_image(root / "b" / "wall.png", fx.flat(64, 64, 128))
+    code, out = fx.preprocess(tmp_path / "base", "folder", root, "faces", "--img-size", 32, "--align-faces")
+    assert code == 1 and not out.exists()
+    assert f"no face found in {root / 'b' / 'wall.png'}" in capsys.readouterr().err
+    # two worker processes: the aligner travels to them as its landmark file and each loads the models
+    code, out = fx.preprocess(tmp_path / "base", "folder", root, "faces", "--img-size", 32, "--align-faces",
+                              "--skip-bad", "--workers", 2)
+    assert code == 0
+    data = fx.load_output(out)
+    np.testing.assert_array_equal(data.classes, [0, 0, 1])
+    expected = [aligner.align(load_png(root / "a" / name), 32) for name in ("astronaut.png", "mirrored.png")]
+    np.testing.assert_array_equal(data.imgs[:2], np.stack(expected))
