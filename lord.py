@@ -140,7 +140,8 @@ def cmd_manipulate(args):
 def cmd_align_faces(args):
     from lord.faces import align_faces
 
-    align_faces(args.input, args.output, size=args.size, landmarks=args.landmarks, quiet=args.quiet)
+    align_faces(args.input, args.output, size=args.size, landmarks=args.landmarks, quiet=args.quiet,
+                side_by_side=args.side_by_side)
 
 
 def cmd_import_model(args):
@@ -295,6 +296,8 @@ def build_parser():
     sub.add_argument("--size", type=positive_int, default=256, help="side of the aligned image in pixels (default: 256)")
     sub.add_argument("--landmarks", metavar="FILE",
                      help="dlib's shape_predictor_68_face_landmarks.dat to use instead of the packaged copy")
+    sub.add_argument("--side-by-side", action="store_true",
+                     help="write the photo with the face's square drawn on it beside the aligned face")
     sub.set_defaults(run=cmd_align_faces)
 
     sub = commands.add_parser("import-model",

@@ -231,10 +231,28 @@ class FaceAligner:
             raise UserError(f"no face found in {name}")
         return face_quad(landmarks)
 
-    def align(self, image, size=256, name="the image"):
-        """The largest face of a uint8 photo (gray or RGB) as a uint8 (size, size, 3) image."""
+    def align(self, image, size=256, name="the image", side_by_side=False):
+        """The largest face of a uint8 photo (gray or RGB) as a uint8 (size, size, 3) image; with
+        `side_by_side`, the photo with the square drawn on it, then the aligned face."""
         image = as_rgb(image)
-        return render_quad(image, self.quad(image, name), check_size(size))
+        quad = self.quad(image, name)
+        aligned = render_quad(image, quad, check_size(size))
+        return before_and_after(image, quad, aligned) if side_by_side else aligned
+
+
+def before_and_after(photo, quad, aligned, gap=8):
+    """The photo scaled to the aligned image's height with the face's square drawn on it (its top edge
+    thicker), a white gap, then the aligned face."""
+    size = aligned.shape[0]
+    scale = size / photo.shape[0]
+    width = max(1, round(photo.shape[1] * scale))
+    shown = np.ascontiguousarray(cv2.resize(photo, (width, size), interpolation=cv2.INTER_AREA))
+    thickness = max(1, size // 128)
+    corners = np.rint(quad.corners * scale).astype(np.int32)
+    cv2.polylines(shown, [corners.reshape(-1, 1, 2)], True, (255, 64, 64), thickness, cv2.LINE_AA)
+    cv2.line(shown, tuple(map(int, corners[0])), tuple(map(int, corners[3])), (255, 64, 64), 3 * thickness,
+             cv2.LINE_AA)
+    return np.concatenate([shown, np.full((size, gap, 3), 255, np.uint8), aligned], axis=1)
 
 
 def as_rgb(image):
@@ -246,22 +264,23 @@ def as_rgb(image):
     return np.ascontiguousarray(image[..., :3])
 
 
-def aligned_or_none(path, aligner, size):
+def aligned_or_none(path, aligner, size, side_by_side=False):
     """The aligned face of an image file, or None when no face is found (the caller lists it)."""
     from lord.data.images import read_image
 
     image = read_image(path, 3)
     try:
-        return aligner.align(image, size, name=str(path))
+        return aligner.align(image, size, name=str(path), side_by_side=side_by_side)
     except UserError:
         return None
 
 
-def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False):
+def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False, side_by_side=False):
     """`align-faces`: one photo to one PNG, or every photo of a folder to <folder>/<name>.png.
 
     In a folder, photos without a face (or unreadable) are skipped and listed at the end; a single
-    photo without a face is an error. Returns the paths written.
+    photo without a face is an error. `side_by_side` writes the photo with the face's square drawn on
+    it beside the aligned face. Returns the paths written.
     """
     from tqdm import tqdm
 
@@ -293,14 +312,14 @@ def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False):
             image = read_image(input_path, 3)
         except BadImage as error:
             raise UserError(str(error)) from None
-        save_png(output_path, aligner.align(image, size, name=str(input_path)))
+        save_png(output_path, aligner.align(image, size, name=str(input_path), side_by_side=side_by_side))
         if not quiet:
             print(f"wrote {output_path}")
         return [output_path]
     written, skipped = [], []
     for path in tqdm(files, desc="align-faces", unit="img", disable=quiet, dynamic_ncols=True):
         try:
-            aligned = aligned_or_none(path, aligner, size)
+            aligned = aligned_or_none(path, aligner, size, side_by_side)
         except BadImage:
             aligned = None
         if aligned is None:

@@ -145,6 +145,10 @@ def test_align_faces_file_and_folder(tmp_path, photos, capsys):
     assert sorted(path.name for path in (tmp_path / "aligned").iterdir()) == ["astronaut.png", "small.png"]
     np.testing.assert_array_equal(load_png(tmp_path / "aligned" / "astronaut.png"), one)
     assert "skipped 1 image(s) without a face or unreadable: wall.png" in capsys.readouterr().out
+    assert run("-i", photos / "astronaut.jpg", "-o", tmp_path / "both.png", "--size", 64, "--side-by-side") == 0
+    both = load_png(tmp_path / "both.png")
+    assert both.shape == (64, 64 + 8 + 64, 3)  # the square photo at 64 px, a gap, the aligned face
+    np.testing.assert_array_equal(both[:, -64:], one)
 
 
 def test_align_faces_errors(tmp_path, photos, capsys, monkeypatch):
