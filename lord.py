@@ -289,11 +289,13 @@ def build_parser():
     sub.set_defaults(run=cmd_manipulate)
 
     sub = commands.add_parser("align-faces",
-                              help="crop and rotate face photos as the FFHQ dataset was aligned (needs the faces extra)")
+                              help="crop and rotate face photos as the FFHQ dataset was aligned "
+                                   "(needs the faces extra)")
     sub.add_argument("-i", "--input", required=True, help="a photo, or a directory of photos")
     sub.add_argument("-o", "--output", required=True,
                      help="output PNG, or a directory (one <name>.png per photo with a face) when --input is one")
-    sub.add_argument("--size", type=positive_int, default=256, help="side of the aligned image in pixels (default: 256)")
+    sub.add_argument("--size", type=positive_int, default=256,
+                     help="side of the aligned image in pixels (default: 256)")
     sub.add_argument("--landmarks", metavar="FILE",
                      help="dlib's shape_predictor_68_face_landmarks.dat to use instead of the packaged copy")
     sub.add_argument("--side-by-side", action="store_true",

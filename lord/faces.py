@@ -300,7 +300,8 @@ def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False, 
         stems = [path.stem for path in files]
         clash = next((stem for stem in stems if stems.count(stem) > 1), None)
         if clash is not None:
-            raise UserError(f"{input_path} has several images named {clash!r}: their outputs would overwrite each other")
+            raise UserError(f"{input_path} has several images named {clash!r}: their outputs would overwrite "
+                            "each other")
     else:
         if output_path.is_dir():
             output_path = output_path / f"{input_path.stem}.png"

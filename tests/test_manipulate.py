@@ -195,10 +195,13 @@ def test_align_translates_the_aligned_faces(overlord_models, tmp_path, run_cli):
                        "--size", 32).code == 0
     assert run_cli(*common, "-i", tmp_path / "photo-aligned.png", "-r", tmp_path / "mirrored-aligned.png",
                    "-o", tmp_path / "aligned-first.png").code == 0
-    np.testing.assert_array_equal(read_png(tmp_path / "aligned-in-manipulate.png"), read_png(tmp_path / "aligned-first.png"))
-    unaligned = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "mirrored.jpg", "-o", tmp_path / "raw.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "aligned-in-manipulate.png"),
+                                  read_png(tmp_path / "aligned-first.png"))
+    unaligned = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "mirrored.jpg",
+                        "-o", tmp_path / "raw.png")
     assert unaligned.code == 0
     assert not np.array_equal(read_png(tmp_path / "raw.png"), read_png(tmp_path / "aligned-first.png"))
     Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "wall.png")
-    result = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "wall.png", "--align", "-o", tmp_path / "x.png")
+    result = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "wall.png", "--align",
+                     "-o", tmp_path / "x.png")
     assert result.code == 1 and result.err_lines == [f"error: no face found in {tmp_path / 'wall.png'}"]

@@ -122,7 +122,8 @@ def load(root, img_size, part="hair", resize="published", workers=None, skip_bad
         raise UserError(f"celebahq: no {part} mask found in {root / MASK_DIR} for any of the {len(numbers)} images")
     report(quiet, f"celebahq: {len(numbers)} images, {with_mask} with a {part} mask (the others get an empty mask)")
     mask_arrays, kept = images.fill_array(
-        functools.partial(read_mask, img_size=img_size, resize=resize), [masks.get(n) for n in numbers], (img_size, img_size),
+        functools.partial(read_mask, img_size=img_size, resize=resize), [masks.get(n) for n in numbers],
+        (img_size, img_size),
         workers=workers, skip_bad=skip_bad, desc=f"{part} masks", quiet=quiet,
     )
     numbers = [n for n, keep in zip(numbers, kept) if keep]
