@@ -74,6 +74,7 @@ def cmd_preprocess(args):
         img_size=args.img_size, n_classes=args.n_classes, channels=args.channels, rotations=args.rotations,
         n_identities=args.n_identities, action=args.action, condition=args.condition, split=args.split,
         part=args.part, workers=args.workers, skip_bad=args.skip_bad or None, seed=args.seed, quiet=args.quiet,
+        resize=args.resize, align_faces=args.align_faces or None,
     )
 
 
@@ -135,8 +136,15 @@ def cmd_manipulate(args):
 
     manipulate(
         args.base_dir, args.model_name, args.input, args.output, reference_path=args.reference,
-        label=args.label, device=args.device, quiet=args.quiet,
+        label=args.label, device=args.device, quiet=args.quiet, align=args.align,
     )
+
+
+def cmd_align_faces(args):
+    from lord.faces import align_faces
+
+    align_faces(args.input, args.output, size=args.size, landmarks=args.landmarks, quiet=args.quiet,
+                side_by_side=args.side_by_side)
 
 
 def cmd_import_model(args):
@@ -276,6 +284,13 @@ def build_parser():
     sub.add_argument("--condition", help="kth: recording condition d1..d4 (default: d4)")
     sub.add_argument("--split", help="afhq: train or test; edges2shoes: train or val (default: train)")
     sub.add_argument("--part", help="celebahq: face part whose masks are stored, e.g. hair (default: hair)")
+    sub.add_argument("--resize", choices=["published", "area"],
+                     help="smallnorb, celeba, rafd (cv2 bilinear), ffhq, afhq, celebahq (PIL bicubic): 'published' "
+                          "resizes with the filter of the authors' preprocessing (default), 'area' with OpenCV's "
+                          "area filter (less aliasing)")
+    sub.add_argument("--align-faces", action="store_true",
+                     help="folder: align every photo's largest face as FFHQ was aligned, at --img-size (needs the "
+                          "faces extra); photos without a face stop the run, or are skipped with --skip-bad")
     sub.add_argument("--workers", type=positive_int, help="decoding processes (default: all cores)")
     sub.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing output of that name")
@@ -351,7 +366,25 @@ def build_parser():
     sub.add_argument("-o", "--output", "--output-img-path", dest="output", required=True, metavar="PATH",
                      help="output PNG; a directory when --input is one (one <name>.png per input)")
     sub.add_argument("--label", type=int, metavar="INDEX", help=LABEL_HELP)
+    sub.add_argument("--align", action="store_true",
+                     help="first align each photo's largest face (the reference's too) as the FFHQ faces were, at "
+                          "the model's size (needs the faces extra; see align-faces)")
     sub.set_defaults(run=cmd_manipulate)
+
+    sub = command("align-faces", "crop and rotate face photos as the FFHQ dataset was aligned (the faces extra)",
+                  examples("python lord.py align-faces -i photo.jpg -o aligned.png",
+                           "python lord.py align-faces -i photos/ -o aligned/ --size 1024",
+                           "python lord.py align-faces -i photo.jpg -o check.png --side-by-side"))
+    sub.add_argument("-i", "--input", required=True, metavar="PATH", help="a photo, or a directory of photos")
+    sub.add_argument("-o", "--output", required=True, metavar="PATH",
+                     help="output PNG, or a directory (one <name>.png per photo with a face) when --input is one")
+    sub.add_argument("--size", type=positive_int, default=256,
+                     help="side of the aligned image in pixels (default: 256)")
+    sub.add_argument("--landmarks", metavar="FILE",
+                     help="dlib's shape_predictor_68_face_landmarks.dat to use instead of the packaged copy")
+    sub.add_argument("--side-by-side", action="store_true",
+                     help="write the photo with the face's square drawn on it beside the aligned face")
+    sub.set_defaults(run=cmd_align_faces)
 
     sub = command("import-model", "a model directory of the published lord-pytorch or OverLORD code, as a model here",
                   examples("python lord.py import-model -i downloads/overlord-ffhq-x256-age -mn ffhq",

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The GPU check (run by benchmarks/gpu_check.sh): every stage of LORD and OverLORD trained for a few
-steps at the papers' sizes with the default runtime settings (bf16 autocast, channels_last, fused
-Adam), then the training benchmark's GPU cases with model FLOPs utilisation; one table at the end.
+steps at the papers' sizes with the default runtime settings (float32 as the paper presets train,
+channels_last, fused Adam) and again in bf16 autocast (`runtime.mixed_precision=true`), then the
+training benchmark's GPU cases with model FLOPs utilisation; one table at the end, and the bf16
+speed of every stage relative to float32.
 
 Random images stand in for the datasets and random VGG16 weights for the perceptual loss (speed does
 not depend on either). Any error stops the check with a non-zero exit.
@@ -55,8 +57,9 @@ def stage_overrides(preset, steps):
     return overrides, max(batches) * steps
 
 
-def train_model(base_dir, name, preset, img_size, with_masks, steps, device):
-    """Every stage of one model; returns a row per stage."""
+def train_model(base_dir, name, preset, img_size, with_masks, steps, device, precision=None):
+    """Every stage of one model (`precision`: a runtime.mixed_precision value, None for the preset's);
+    returns a row per stage."""
     import torch
 
     from bench_train import make_dataset
@@ -65,6 +68,8 @@ def train_model(base_dir, name, preset, img_size, with_masks, steps, device):
     from lord.training import train, train_encoders, train_synthesis
 
     overrides, n_images = stage_overrides(preset, steps)
+    if precision is not None:
+        overrides.append(f"runtime.mixed_precision={precision}")
     store.save(BaseDir(base_dir).data_path(name), make_dataset(n_images, img_size, n_classes=8,
                                                                with_masks=with_masks))
     stages = [("latent", lambda: train(base_dir, name, name, presets_config(preset), overrides=overrides,
@@ -89,6 +94,23 @@ def train_model(base_dir, name, preset, img_size, with_masks, steps, device):
         print(f"  {preset:24} {stage:10} {seconds:7.1f} s  {record['images_per_second']:8.1f} img/s  "
               f"{record['precision']}  loss {record['loss']:.4f}", flush=True)
     return rows
+
+
+def precision_runs(models, dry_run):
+    """(model, precision) pairs: every paper model at its default (float32) and in bf16; a dry run
+    trains the first CPU preset in float32 and in bf16, the others at their default (auto)."""
+    if dry_run:
+        return [(models[0], "false"), (models[0], "true")] + [(model, None) for model in models[1:]]
+    return [(model, None) for model in models] + [(model, "true") for model in models]
+
+
+def precision_ratios(rows):
+    """bf16 images per second over float32's, per (config, stage) trained in both."""
+    speeds = {}
+    for row in rows:
+        speeds.setdefault((row["config"], row["what"]), {})[row["precision"]] = row["img_s"]
+    return [(config, what, both["bf16"] / both["float32"]) for (config, what), both in speeds.items()
+            if "bf16" in both and "float32" in both and both["float32"]]
 
 
 def presets_config(preset):
@@ -144,12 +166,16 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as base_dir:
         print(f"training every stage, {steps} steps each, on {args.device}:", flush=True)
-        for name, preset, img_size, masks in models:
-            rows += train_model(base_dir, name, preset, img_size, masks, steps, args.device)
+        for (name, preset, img_size, masks), precision in precision_runs(models, args.dry_run):
+            label = name if precision is None else f"{name}-{'bf16' if precision == 'true' else 'float32'}"
+            rows += train_model(base_dir, label, preset, img_size, masks, steps, args.device, precision)
         json_path = args.json or str(Path(base_dir) / "bench.json")
         report = run_benchmark(args.device, args.dry_run, json_path)
     print()
     print(table(rows, report))
+    print("\n| bf16 speed / float32 speed | config | stage |\n|---:|---|---|")
+    for config, what, ratio in precision_ratios(rows):
+        print(f"| {ratio:.2f} | `{config}` | {what.removeprefix('train ')} |")
     print(f"\ngpu check finished in {(time.perf_counter() - started) / 60:.1f} min")
 
 

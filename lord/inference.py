@@ -220,13 +220,26 @@ def read_input(path, channels):
         raise UserError(f"no image file {path}") from None
 
 
+def aligned_reader(model, align):
+    """How `manipulate` reads a photo: as it is, or (`align`) its largest face aligned as FFHQ was, at
+    the model's size; a photo without a face stops the run with its name."""
+    height, _, channels = model.img_shape
+    if not align:
+        return lambda path: read_input(path, channels)
+    from lord.faces import FaceAligner
+
+    aligner = FaceAligner()
+    return lambda path: to_channels(aligner.align(read_input(path, 3), height, name=str(path)), channels)
+
+
 def manipulate(base_dir, model_name, img_path, output_path, reference_path=None, label=None, device="auto",
-               quiet=False):
+               quiet=False, align=False):
     """Translate an image file (or every image in a directory) and write PNGs.
 
     Without a reference: a strip of the input followed by its translations to every label value, or
     to `label` only. With a reference: the translated image alone, content from the input, label
-    (and correlated code) from the reference.
+    (and correlated code) from the reference. `align`: every photo (the reference too) is first
+    aligned as the FFHQ faces were (lord.faces).
     """
     img_path, output_path = Path(img_path), Path(output_path)
     if reference_path is not None and label is not None:
@@ -248,8 +261,8 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
                         f"(lord.py info -mn {model_name} lists them)")
     if reference_path is None and label is None and model.n_labels > MAX_STRIP_LABELS:
         raise UserError(f"this model has {model.n_labels} label values, too many for one strip: pick one with --label")
-    channels = model.img_shape[-1]
-    reference = None if reference_path is None else read_input(reference_path, channels)
+    read = aligned_reader(model, align)
+    reference = None if reference_path is None else read(reference_path)
     labels = [label] if label is not None else list(range(model.n_labels))
 
     def translate(images):
@@ -260,15 +273,15 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
 
     if img_path.is_dir():
         per_batch = BATCH_SIZE if reference is not None else max(1, BATCH_SIZE // len(labels))
-        return manipulate_directory(img_path, output_path, translate, per_batch, channels, quiet)
-    (result,) = translate([read_input(img_path, channels)])
+        return manipulate_directory(img_path, output_path, translate, per_batch, read, quiet)
+    (result,) = translate([read(img_path)])
     save_png(output_path, result)
     if not quiet:
         print(f"wrote {output_path}")
     return [output_path]
 
 
-def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, quiet):
+def manipulate_directory(input_dir, output_dir, translate, per_batch, read, quiet):
     """Every image file directly in `input_dir` -> `output_dir/<name>.png`, in batches, with a progress bar."""
     files = sorted(path for path in input_dir.iterdir() if path.is_file() and is_image_file(path))
     if not files:
@@ -281,7 +294,7 @@ def manipulate_directory(input_dir, output_dir, translate, per_batch, channels, 
     with tqdm(total=len(files), desc="manipulate", unit="img", disable=quiet, dynamic_ncols=True) as bar:
         for start in range(0, len(files), per_batch):
             batch = files[start : start + per_batch]
-            for path, result in zip(batch, translate([read_input(path, channels) for path in batch])):
+            for path, result in zip(batch, translate([read(path) for path in batch])):
                 target = output_dir / f"{path.stem}.png"
                 save_png(target, result)
                 written.append(target)

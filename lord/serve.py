@@ -1,7 +1,9 @@
 """`lord.py serve`: a local web page for the models of a base directory, on Gradio.
 
 Two tabs. Translate: an uploaded image of any size or mode, translated to a label value or to the
-label of a reference image, with exactly the pixels `manipulate` writes for the same inputs. Model:
+label of a reference image, with exactly the pixels `manipulate` writes for the same inputs. For a
+model of a face set the uploads are first aligned as FFHQ's faces were (`manipulate --align`; a
+checkbox turns it off), and the page shows the aligned input. Model:
 a model's config, its stages, the loss curves of metrics.jsonl and the latest sample grid of each
 stage, refreshed while it trains. The page only reads the base directory: uploads and results live
 in temporary folders. Gradio is the optional extra `pip install -e .[web]`; everything before
@@ -9,6 +11,7 @@ in temporary folders. Gradio is the optional extra `pip install -e .[web]`; ever
 """
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -25,7 +28,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lord.assets import BaseDir, atomic_write_bytes
+from lord.data.images import to_channels
 from lord.errors import UserError
+from lord.evaluation.face import FACE_LABELS
 from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
 from lord.model import (STAGES, arch_of, checkpoint_path, completed_stages, describe_model, label_names,
                         weights_path)
@@ -78,6 +83,23 @@ def label_choices(names, n_labels):
     return [(f"{value}: {name}", value) for value, name in enumerate(names)]
 
 
+def is_face_model(base_dir, config):
+    """Whether a model was trained on a face set (CelebA, RaFD, FFHQ, CelebA-HQ), as the evaluation
+    decides: its labels, or its data's, are people's (`identity`, `age`, `gender`)."""
+    if config.get("labeled_attribute") in FACE_LABELS:
+        return True
+    try:
+        with np.load(BaseDir(base_dir).data_path(config["data"]["name"]), allow_pickle=False) as archive:
+            return any(name in archive.files for name in FACE_LABELS)
+    except (KeyError, TypeError, OSError, ValueError, UserError):
+        return False
+
+
+def alignment_available():
+    """Whether the faces extra (dlib and the landmark model's package) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
+
+
 # -- translation ---------------------------------------------------------------------------------------------
 
 
@@ -113,6 +135,22 @@ def read_upload(path, channels, what="image"):
         return read_input(path, channels)
     except UserError as error:
         raise UserError(str(error).replace(str(path), repr(path.name))) from None
+
+
+def model_image(path, model, align=False, what="image"):
+    """An upload as `translate` takes it: decoded, and with `align` its largest face aligned at the
+    model's size as `manipulate --align` does."""
+    channels = model.img_shape[-1]
+    if not align:
+        return read_upload(path, channels, what)
+    from lord.faces import FaceAligner
+
+    image = read_upload(path, 3, what)
+    try:
+        aligned = FaceAligner().align(image, model.img_shape[0], name=f"{what} {Path(path).name!r}")
+    except UserError as error:
+        raise UserError(f"{error} (untick 'Align the face' to use the image as it is)") from None
+    return to_channels(aligned, channels)
 
 
 @dataclass
@@ -383,44 +421,49 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
     base_label = str(Path(base_dir).resolve())
 
     def model_info(name):
-        """Choices for the label list and a line on the model, or an error line."""
+        """Choices for the label list, a line on the model (or an error line) and the alignment checkbox:
+        shown for a face model, ticked where the faces extra is installed."""
         if not name:
-            return gr.update(choices=[], value=None), ""
+            return gr.update(choices=[], value=None), "", gr.update(visible=False, value=False)
         try:
             model = models.get(name)
             model.require_encoders()
         except UserError as error:
-            return gr.update(choices=[], value=None), f"error: {error}"
+            return gr.update(choices=[], value=None), f"error: {error}", gr.update(visible=False, value=False)
         names = label_names(base_dir, model.config, model.n_labels)
         choices = label_choices(names, model.n_labels)
         stage = STAGE_TITLES[model.stage]
         text = (f"{arch_of(model.config)} model, {stage}; {model.n_labels} label values; images "
                 f"{'x'.join(str(side) for side in model.img_shape)}")
-        return gr.update(choices=choices, value=choices[0][1]), text
+        face, available = is_face_model(base_dir, model.config), alignment_available()
+        if face:
+            text += ("; a face model: uploads are aligned as FFHQ's faces were" if available else
+                     '; a face model: align uploads as its faces were with pip install -e ".[faces]"')
+        return gr.update(choices=choices, value=choices[0][1]), text, gr.update(visible=face, value=face and available)
 
     def on_target(target):
         by_reference = target == "a reference image"
         return gr.update(visible=not by_reference), gr.update(visible=by_reference)
 
-    def on_image(name, image_path):
-        """The upload as the model will see it, at once, so a wrong file is reported before translating."""
+    def on_image(name, image_path, align=False):
+        """The upload as the model will see it (aligned where asked), at once, so a wrong file is reported
+        before translating."""
         if image_path is None:
             return "", None
         try:
             model = models.get(name)
-            picture = fit_image(read_upload(image_path, model.img_shape[-1]), model.img_shape)
+            picture = fit_image(model_image(image_path, model, align), model.img_shape)
         except UserError as error:
             return f"error: {error}", None
         return (f"{Path(image_path).name!r} as {name} sees it; now translate it",
                 results.image(picture, f"{file_stem(image_path)}-as-{name}-sees-it.png"))
 
-    def on_translate(name, image_path, target, label, reference_path):
+    def on_translate(name, image_path, target, label, reference_path, align=False):
         try:
             model = models.get(name)
-            channels = model.img_shape[-1]
-            image = read_upload(image_path, channels)
+            image = model_image(image_path, model, align)
             if target == "a reference image":
-                reference = read_upload(reference_path, channels, "reference image")
+                reference = model_image(reference_path, model, align, "reference image")
                 result = translate(model, image, reference=reference)
                 what = f"the label of {Path(reference_path).name!r}"
                 target_name = f"as-{file_stem(reference_path)}"
@@ -494,6 +537,8 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
                                                       elem_id="translate-model")
                         info = gr.Markdown(elem_id="model-info")
                         image = gr.File(label="Image (any size; its content is kept)", elem_id="image")
+                        align = gr.Checkbox(False, label="Align the face (as FFHQ's faces were: eyes and mouth "
+                                            "where the model expects them)", visible=False, elem_id="align")
                         target = gr.Radio(["a label value", "a reference image"], value="a label value",
                                           label="Translate to", elem_id="target")
                         label = gr.Dropdown([], label="Label value", allow_custom_value=True, elem_id="label")
@@ -536,15 +581,16 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
                 timer = gr.Timer(REFRESH_SECONDS)
 
         overview_outputs = [summary, config_text, *stage_outputs, signature]
-        translate_model.change(model_info, translate_model, [label, info])
-        image.change(on_image, [translate_model, image], [status, model_input])
+        translate_model.change(model_info, translate_model, [label, info, align])
+        image.change(on_image, [translate_model, image, align], [status, model_input])
+        align.change(on_image, [translate_model, image, align], [status, model_input])
         target.change(on_target, target, [label, reference])
-        run.click(on_translate, [translate_model, image, target, label, reference],
+        run.click(on_translate, [translate_model, image, target, label, reference, align],
                   [status, model_input, translation, strip], api_name="translate")
         overview_model.change(lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
         timer.tick(on_overview, [overview_model, signature], overview_outputs, show_progress="hidden")
         page.load(list_models, [translate_model, overview_model], [translate_model, overview_model, no_models]).then(
-            model_info, translate_model, [label, info]).then(
+            model_info, translate_model, [label, info, align]).then(
             lambda name: on_overview(name, None, force=True), overview_model, overview_outputs)
     return page
 

@@ -360,3 +360,28 @@ def write_edges2shoes(root, n_pairs=3, split="train"):
         img = np.concatenate([flat(64, 64, (245, 245, 245)), flat(64, 64, (20 * n, 120, 200))], axis=1)
         save_image(root / split / f"{n}_AB.jpg", img)
     return root
+
+
+# ---- textured copies, for comparing resampling filters pixel by pixel ----
+
+def textured(height, width, channels=3, seed=0):
+    """A deterministic photo-like image: smooth shapes plus fine grain, so resizing filters differ."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), channels), dtype=np.uint8)
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
+    grain = rng.normal(0.0, 24.0, (height, width, channels))
+    return np.clip(smooth + grain, 0, 255).astype(np.uint8)
+
+
+def blob_mask(height, width, seed=0):
+    """A 0/255 mask of an irregular region, stored as RGB like CelebAMask-HQ's part masks."""
+    rng = np.random.default_rng(seed)
+    field = cv2.resize(rng.normal(size=(8, 8)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    mask = np.where(field > 0.2, 255, 0).astype(np.uint8)
+    return np.repeat(mask[..., None], 3, axis=-1)
+
+
+def retexture(paths, height, width, channels=3, seed=0):
+    """Overwrite image files (as written by the writers above) with textured images of a new size."""
+    for offset, path in enumerate(sorted(paths)):
+        save_image(path, textured(height, width, channels, seed + offset))

@@ -67,7 +67,11 @@ def test_gpu_check_parses_and_its_python_parts_run_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = [line for line in result.stdout.splitlines() if line.startswith(("| train ", "| benchmark "))]
     trained = [line for line in table if line.startswith("| train ")]
-    assert len(trained) == 2 + 3 * 3  # LORD's two stages, three for each OverLORD correlation mode
+    # LORD's two stages, three for each OverLORD correlation mode, and LORD's again in bf16
+    assert len(trained) == 2 + 3 * 3 + 2
+    assert sum(line.startswith("| train ") and "`lord-tiny`" in line and " | bf16 |" in line for line in trained) == 2
+    ratios = [line for line in result.stdout.splitlines() if line.endswith(("| latent |", "| amortized |"))]
+    assert len(ratios) == 2 and all("`lord-tiny`" in line for line in ratios)
     benchmark = json.loads((tmp_path / "bench.json").read_text())
     assert [row["stage"] for row in benchmark["stages"]] == ["lord-latent", "lord-encoders", "overlord-latent",
                                                             "overlord-synthesis"]

@@ -25,7 +25,7 @@ from lord.training import override_prefixes
 
 PRESETS = {name: config.get_config(name) for name in config.names()}
 MAIN_SUBCOMMANDS = ("preprocess", "split-classes", "split-samples", "train", "train-encoders", "train-synthesis",
-                    "manipulate", "import-model", "info", "evaluate", "report", "serve", "demo")
+                    "manipulate", "align-faces", "import-model", "info", "evaluate", "report", "serve", "demo")
 # the fewest arguments each subcommand parses with
 REQUIRED = {
     "preprocess": ["-di", "synthetic", "-dn", "s"],
@@ -35,6 +35,7 @@ REQUIRED = {
     "train-encoders": ["-dn", "d", "-mn", "m"],
     "train-synthesis": ["-dn", "d", "-mn", "m"],
     "manipulate": ["-mn", "m", "-i", "a.png", "-o", "b.png"],
+    "align-faces": ["-i", "photo.jpg", "-o", "aligned.png"],
     "import-model": ["-i", "original", "-mn", "m"],
     "info": ["-mn", "m"],
     "evaluate": ["-mn", "m", "-dn", "d"],

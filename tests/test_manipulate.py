@@ -177,3 +177,31 @@ def test_output_paths_follow_the_input(lord_base, images, tmp_path, run_cli):
     folder.mkdir()
     assert run_cli("-bd", lord_base, "-q", "manipulate", "-mn", "lord", "-i", images / "gray.jpg", "-o", folder).code == 0
     assert [path.name for path in folder.iterdir()] == ["gray.png"]
+
+
+def test_align_translates_the_aligned_faces(overlord_models, tmp_path, run_cli):
+    """--align gives what aligning the photos first with align-faces gives, for the input and the reference."""
+    pytest.importorskip("dlib")
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = skimage_data.astronaut()
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    Image.fromarray(np.ascontiguousarray(photo[:, ::-1])).save(tmp_path / "mirrored.jpg")
+    common = ["-bd", overlord_models, "manipulate", "-mn", "none"]
+    result = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "mirrored.jpg", "--align",
+                     "-o", tmp_path / "aligned-in-manipulate.png")
+    assert result.code == 0, result.err
+    for name in ("photo", "mirrored"):
+        assert run_cli("align-faces", "-i", tmp_path / f"{name}.jpg", "-o", tmp_path / f"{name}-aligned.png",
+                       "--size", 32).code == 0
+    assert run_cli(*common, "-i", tmp_path / "photo-aligned.png", "-r", tmp_path / "mirrored-aligned.png",
+                   "-o", tmp_path / "aligned-first.png").code == 0
+    np.testing.assert_array_equal(read_png(tmp_path / "aligned-in-manipulate.png"),
+                                  read_png(tmp_path / "aligned-first.png"))
+    unaligned = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "mirrored.jpg",
+                        "-o", tmp_path / "raw.png")
+    assert unaligned.code == 0
+    assert not np.array_equal(read_png(tmp_path / "raw.png"), read_png(tmp_path / "aligned-first.png"))
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "wall.png")
+    result = run_cli(*common, "-i", tmp_path / "photo.jpg", "-r", tmp_path / "wall.png", "--align",
+                     "-o", tmp_path / "x.png")
+    assert result.code == 1 and result.err_lines == [f"error: no face found in {tmp_path / 'wall.png'}"]

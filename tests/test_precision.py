@@ -120,3 +120,22 @@ def test_lords_generator_outputs_a_float32_image_under_autocast():
             x = generator.activation(conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
             x = generator.adain(x, scale=params[:, layer, :, 1], bias=params[:, layer, :, 0])
         assert torch.equal(generator(content, classes), generator.last_convs(x))
+
+
+def test_paper_presets_train_in_float32_and_the_cpu_presets_follow_the_device():
+    import config
+
+    for name in config.names():
+        expected = "auto" if "tiny" in name else "false"
+        assert config.get_config(name)["runtime"]["mixed_precision"] == expected, name
+
+
+def test_a_float32_run_on_a_bf16_device_says_how_to_ask_for_bf16(base_with_data, capsys, monkeypatch):
+    monkeypatch.setattr(common, "cpu_has_native_bf16", lambda: True)
+    assert CLI.main(["-bd", str(base_with_data), "train", "-dn", "syn", "-mn", "f32", "-cf", "lord-tiny",
+                     *set_args("train.n_epochs=1", "runtime.mixed_precision=false")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "in float32 (bf16 autocast is supported here: --set runtime.mixed_precision=true)" in first
+    monkeypatch.setattr(common, "cpu_has_native_bf16", lambda: False)
+    assert common.precision_name(False, CPU) == "float32"
+    assert common.precision_name(True, CPU) == "bf16 autocast"

@@ -241,3 +241,32 @@ def test_readme_shows_the_page_and_its_command():
     readme = (REPO / "README.md").read_text()
     assert "![the web page" in readme and (REPO / "assets" / "serve.png").is_file()
     assert "python lord.py serve -mn demo" in readme
+
+
+def test_face_models_are_told_apart_by_their_labels(serve_base, tmp_path):
+    lord_config = json.loads((BaseDir(serve_base).model_dir("lord") / "config.json").read_text())
+    assert not serve.is_face_model(serve_base, lord_config)
+    assert serve.is_face_model(tmp_path, {"arch": "overlord", "labeled_attribute": "age", "data": {"name": "gone"}})
+    people = store.make_dataset(np.zeros((2, 4, 4, 3), np.uint8), [0, 1], identity=np.asarray([0, 1]))
+    store.save(BaseDir(tmp_path).data_path("rafd"), people)
+    assert serve.is_face_model(tmp_path, {**lord_config, "data": {"name": "rafd"}})
+
+
+def test_aligned_uploads_translate_as_manipulate_align(serve_base, tmp_path, run_cli):
+    pytest.importorskip("dlib")
+    skimage_data = pytest.importorskip("skimage.data")
+    from lord.faces import FaceAligner
+
+    assert serve.alignment_available()
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "photo.png")
+    model = load_model(serve_base, "lord", device="cpu")
+    image = serve.model_image(tmp_path / "photo.png", model, align=True)
+    np.testing.assert_array_equal(image, FaceAligner().align(skimage_data.astronaut(), 16))
+    result = serve.translate(model, image, label=1)
+    np.testing.assert_array_equal(result.model_input, image)  # the page shows the aligned input
+    assert run_cli("-bd", serve_base, "-q", "manipulate", "-mn", "lord", "-i", tmp_path / "photo.png", "--align",
+                   "--label", "1", "-o", tmp_path / "out.png").code == 0
+    np.testing.assert_array_equal(result.translation, cell(read_png(tmp_path / "out.png"), 1, 16))
+    assert not np.array_equal(serve.model_image(tmp_path / "photo.png", model), image)
+    with pytest.raises(UserError, match=r"no face found in reference image 'reference.png' \(untick"):
+        serve.model_image(serve_base / "uploads" / "reference.png", model, align=True, what="reference image")

@@ -1,4 +1,7 @@
-"""AFHQ: ROOT/<train or test>/<domain>/*.jpg; class = `domain` (sorted domain names: cat, dog, wild)."""
+"""AFHQ: ROOT/<train or test>/<domain>/*.jpg; class = `domain` (sorted domain names: cat, dog, wild).
+
+Images are resized with PIL's bicubic filter as OverLORD's preprocessing (`--resize area` for OpenCV's area filter).
+"""
 
 import functools
 
@@ -12,7 +15,7 @@ from lord.errors import UserError
 SPLITS = ("train", "test")
 
 
-def load(root, img_size, split="train", workers=None, skip_bad=False, quiet=False, **_):
+def load(root, img_size, split="train", resize="published", workers=None, skip_bad=False, quiet=False, **_):
     img_size = int(img_size)
     if split not in SPLITS:
         raise UserError(f"afhq: --split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -31,7 +34,8 @@ def load(root, img_size, split="train", workers=None, skip_bad=False, quiet=Fals
     check_no_empty(names, np.asarray(domains, dtype=np.int64), "afhq")
     require_classes(len(names), "afhq")
     report(quiet, f"afhq {split}: {len(paths)} images of {len(names)} domains ({list_names(names)})")
-    transform = functools.partial(images.square_image, img_size=img_size, channels=3)
+    transform = functools.partial(images.square_image, img_size=img_size, channels=3,
+                                  resize_with=images.resize_function(resize, "pil-bicubic"))
     imgs, kept = images.fill_array(
         transform, paths, (img_size, img_size, 3), workers=workers, skip_bad=skip_bad, desc="afhq", quiet=quiet
     )

@@ -1,7 +1,8 @@
 """CelebA (aligned): class = identity, each image centre-cropped to 128 and resized.
 
 `n_identities` keeps a reproducible random subset of the people (by `seed`), as the OverLORD
-identity experiments do.
+identity experiments do. The crop is resized with cv2.resize's default (bilinear) filter as
+lord-pytorch did (at 128, OverLORD's size, the crop is kept as it is); `--resize area` for the area filter.
 """
 
 import functools
@@ -50,11 +51,12 @@ def read_identities(path):
     return entries
 
 
-def crop_and_resize(path, crop_size, img_size):
-    return images.resize(images.center_crop(images.read_image(path, 3), crop_size), img_size)
+def crop_and_resize(path, crop_size, img_size, resize_with=images.resize):
+    return resize_with(images.center_crop(images.read_image(path, 3), crop_size), img_size)
 
 
-def load(root, img_size, n_identities=None, workers=None, skip_bad=False, seed=0, quiet=False, **_):
+def load(root, img_size, n_identities=None, resize="published", workers=None, skip_bad=False, seed=0, quiet=False,
+         **_):
     img_size = int(img_size)
     image_dir, extension = find_images(root)
     if image_dir is None or not (root / IDENTITY_FILE).is_file():
@@ -77,7 +79,8 @@ def load(root, img_size, n_identities=None, workers=None, skip_bad=False, seed=0
         )
     paths = [image_dir / (stem + extension) for stem, _ in entries]
     report(quiet, f"celeba: {len(paths)} images of {len({i for _, i in entries})} people from {image_dir}")
-    transform = functools.partial(crop_and_resize, crop_size=CROP_SIZE, img_size=img_size)
+    transform = functools.partial(crop_and_resize, crop_size=CROP_SIZE, img_size=img_size,
+                                  resize_with=images.resize_function(resize, "cv2-bilinear"))
     imgs, kept = images.fill_array(
         transform, paths, (img_size, img_size, 3), workers=workers, skip_bad=skip_bad, desc="celeba", quiet=quiet
     )

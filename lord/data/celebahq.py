@@ -5,6 +5,10 @@ Images: ROOT/imgs/<n>.jpg or .png (the OverLORD layout) or ROOT/CelebAMask-HQ/Ce
 the 40 attribute names, then `<n>.jpg` and 40 values of -1/1). Part masks:
 ROOT/CelebAMask-HQ/CelebAMask-HQ-mask-anno/<folder>/<05d>_<part>.png; an image without a mask of the
 chosen part gets an all-zero mask (e.g. a bald person for `hair`).
+
+As OverLORD's preprocessing: images and masks resized with PIL's bicubic filter, and a mask pixel
+counts only where the resized mask is exactly 255 (`mask // 255`). `--resize area`: OpenCV's area
+filter for both, a mask pixel counting where the resized mask is at least 128.
 """
 
 import functools
@@ -77,22 +81,25 @@ def find_masks(mask_dir, part):
     return masks
 
 
-def read_mask(path, img_size):
+def read_mask(path, img_size, resize="published"):
     """A 0/1 mask at img_size, or zeros when the image has no mask of the part (path None)."""
     if path is None:
         return np.zeros((img_size, img_size), dtype=np.uint8)
     try:
         with Image.open(path) as mask:
-            mask = np.asarray(mask.convert("L"), dtype=np.uint8)
+            mask = np.asarray(mask.convert("RGB"), dtype=np.uint8)[..., :1]
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise images.BadImage(f"cannot read mask {path}: {error}") from None
-    return (images.resize(mask[..., None], img_size)[..., 0] >= 128).astype(np.uint8)
+    if resize == "published":
+        return images.resize_pil_bicubic(mask, img_size)[..., 0] // 255
+    return (images.resize(mask, img_size)[..., 0] >= 128).astype(np.uint8)
 
 
-def load(root, img_size, part="hair", workers=None, skip_bad=False, quiet=False, **_):
+def load(root, img_size, part="hair", resize="published", workers=None, skip_bad=False, quiet=False, **_):
     img_size = int(img_size)
     if part not in PARTS:
         raise UserError(f"celebahq: unknown --part {part!r}; choose one of {', '.join(PARTS)}")
+    resize_with = images.resize_function(resize, "pil-bicubic")
     image_dir, image_paths = find_images(root)
     if image_dir is None or not (root / ATTRIBUTE_FILE).is_file() or not (root / MASK_DIR).is_dir():
         raise layout_error("celebahq", root, [(
@@ -115,11 +122,12 @@ def load(root, img_size, part="hair", workers=None, skip_bad=False, quiet=False,
         raise UserError(f"celebahq: no {part} mask found in {root / MASK_DIR} for any of the {len(numbers)} images")
     report(quiet, f"celebahq: {len(numbers)} images, {with_mask} with a {part} mask (the others get an empty mask)")
     mask_arrays, kept = images.fill_array(
-        functools.partial(read_mask, img_size=img_size), [masks.get(n) for n in numbers], (img_size, img_size),
+        functools.partial(read_mask, img_size=img_size, resize=resize), [masks.get(n) for n in numbers],
+        (img_size, img_size),
         workers=workers, skip_bad=skip_bad, desc=f"{part} masks", quiet=quiet,
     )
     numbers = [n for n, keep in zip(numbers, kept) if keep]
-    transform = functools.partial(images.square_image, img_size=img_size, channels=3)
+    transform = functools.partial(images.square_image, img_size=img_size, channels=3, resize_with=resize_with)
     imgs, kept = images.fill_array(
         transform, [image_paths[n] for n in numbers], (img_size, img_size, 3),
         workers=workers, skip_bad=skip_bad, desc="celebahq", quiet=quiet,

@@ -1,9 +1,11 @@
-"""FFHQ with the face-attribute features: class = `age` bucket by decade (0-9, ..., 60-69, 70+).
+"""FFHQ with the face-attribute features: class = `age` by decade, `age // 10` as OverLORD's preprocessing.
 
 Images: ROOT/imgs/NNNNN.png (the OverLORD layout) or the official ROOT/images1024x1024/*/NNNNN.png.
 Features: ROOT/features/NNNNN.json or ROOT/json/NNNNN.json, a list of detected faces with the age at
-[0].faceAttributes.age. Images without an age are left out and counted. Buckets keep their meaning
-(bucket 3 is always 30-39), so an empty bucket is reported rather than renumbered.
+[0].faceAttributes.age. Images without an age are left out and counted. Classes keep their meaning
+(class 3 is always 30-39, class 8 80-89: the published preprocessing keeps every decade), so there
+are as many classes as the oldest decade present and an empty one is reported rather than renumbered.
+Images are resized with PIL's bicubic filter as published (`--resize area` for OpenCV's area filter).
 """
 
 import functools
@@ -16,13 +18,17 @@ from lord.data.common import layout_error, list_names, report, require_classes
 from lord.data.store import make_dataset
 from lord.errors import UserError
 
-AGE_NAMES = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
 IMAGE_LAYOUTS = ("imgs/*.png", "images1024x1024/*/*.png")
 FEATURE_DIRS = ("features", "json")
 
 
-def age_bucket(age):
-    return min(max(int(age // 10), 0), len(AGE_NAMES) - 1)
+def age_class(age):
+    """The published `age.astype(int16) // 10` of the age held as float32."""
+    return max(int(np.float32(age)), 0) // 10
+
+
+def age_names(n_classes):
+    return tuple(f"{10 * decade}-{10 * decade + 9}" for decade in range(n_classes))
 
 
 def read_age(path):
@@ -48,7 +54,7 @@ def find_layout(root):
     return None, None
 
 
-def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
+def load(root, img_size, resize="published", workers=None, skip_bad=False, quiet=False, **_):
     img_size = int(img_size)
     paths, feature_dir = find_layout(root)
     if paths is None:
@@ -73,7 +79,7 @@ def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
             no_age.append(path.name)
             continue
         kept_paths.append(path)
-        ages.append(age_bucket(age))
+        ages.append(age_class(age))
     left_out = len(no_file) + len(no_age) + len(unreadable)
     if left_out:
         report(quiet, (
@@ -83,17 +89,19 @@ def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
         ))
     if not kept_paths:
         raise UserError(f"ffhq: no image in {root} has an age in {feature_dir}")
-    transform = functools.partial(images.square_image, img_size=img_size, channels=3)
+    transform = functools.partial(images.square_image, img_size=img_size, channels=3,
+                                  resize_with=images.resize_function(resize, "pil-bicubic"))
     imgs, kept = images.fill_array(
         transform, kept_paths, (img_size, img_size, 3), workers=workers, skip_bad=skip_bad, desc="ffhq", quiet=quiet
     )
     age = np.asarray(ages, dtype=np.int64)[kept]
-    counts = np.bincount(age, minlength=len(AGE_NAMES))
+    counts = np.bincount(age)
+    names = age_names(len(counts))
     require_classes(int((counts > 0).sum()), "ffhq")
     if (counts == 0).any():
-        empty = [AGE_NAMES[i] for i in np.flatnonzero(counts == 0)]
-        report(quiet, f"ffhq: no image in the age bucket(s) {', '.join(empty)}")
-    report(quiet, "ffhq: images per age bucket: " + ", ".join(f"{n} {c}" for n, c in zip(AGE_NAMES, counts)))
+        empty = [names[i] for i in np.flatnonzero(counts == 0)]
+        report(quiet, f"ffhq: no image in the age class(es) {', '.join(empty)}")
+    report(quiet, "ffhq: images per age class: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
     return make_dataset(
-        imgs, age, n_classes=len(AGE_NAMES), age=age, n_age=np.int64(len(AGE_NAMES)), age_names=np.asarray(AGE_NAMES)
+        imgs, age, n_classes=len(names), age=age, n_age=np.int64(len(names)), age_names=np.asarray(names)
     )

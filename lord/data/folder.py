@@ -1,4 +1,8 @@
-"""A user's own images laid out as ROOT/<class name>/<image file>."""
+"""A user's own images laid out as ROOT/<class name>/<image file>.
+
+Each image is centre-cropped and resized (area filter), or with `align_faces` its largest face is
+aligned as FFHQ was (lord.faces), for training a face model on one's own photos.
+"""
 
 import functools
 
@@ -6,6 +10,7 @@ import numpy as np
 
 from lord.data import images
 from lord.data.store import make_dataset
+from lord.faces import FaceAligner, aligned_or_none, check_size
 from lord.errors import UserError
 
 
@@ -30,7 +35,15 @@ def scan(root):
     return paths, np.asarray(classes, dtype=np.int64), names
 
 
-def load(root, img_size, channels=None, workers=None, skip_bad=False, quiet=False, **_):
+def aligned_face(path, aligner, img_size, channels):
+    """The largest face of an image file aligned at img_size; a photo without one is a bad image."""
+    aligned = aligned_or_none(path, aligner, img_size)
+    if aligned is None:
+        raise images.BadImage(f"no face found in {path}")
+    return images.to_channels(aligned, channels)
+
+
+def load(root, img_size, channels=None, align_faces=False, workers=None, skip_bad=False, quiet=False, **_):
     paths, classes, names = scan(root)
     if channels is None:
         try:
@@ -42,7 +55,11 @@ def load(root, img_size, channels=None, workers=None, skip_bad=False, quiet=Fals
     elif int(channels) not in (1, 3):
         raise UserError(f"--channels must be 1 or 3, got {channels}")
     channels = int(channels)
-    transform = functools.partial(images.square_image, img_size=int(img_size), channels=channels)
+    if align_faces:
+        check_size(img_size)
+        transform = functools.partial(aligned_face, aligner=FaceAligner(), img_size=int(img_size), channels=channels)
+    else:
+        transform = functools.partial(images.square_image, img_size=int(img_size), channels=channels)
     imgs, kept = images.fill_array(
         transform, paths, (img_size, img_size, channels), workers=workers, skip_bad=skip_bad, quiet=quiet
     )

@@ -66,6 +66,41 @@ def resize(array, height, width=None):
     return resized
 
 
+# How a loader resizes: "published" with the filter the dataset's published preprocessing used (the
+# loader says which), "area" with `resize` (area when shrinking: least aliasing, for one's own data).
+RESIZE_CHOICES = ("published", "area")
+
+
+def resize_pil_bicubic(array, height, width=None):
+    """PIL's bicubic filter, as OverLORD's preprocessing resizes FFHQ, CelebA-HQ and AFHQ."""
+    width = height if width is None else width
+    if array.shape[:2] == (height, width):
+        return np.ascontiguousarray(array)
+    gray = array.ndim == 3 and array.shape[-1] == 1
+    image = Image.fromarray(np.ascontiguousarray(array[..., 0] if gray else array))
+    resized = np.asarray(image.resize((width, height), resample=Image.BICUBIC), dtype=np.uint8)
+    return resized[..., None] if gray or resized.ndim == 2 else resized
+
+
+def resize_cv2_default(array, height, width=None):
+    """cv2.resize with its default (bilinear) filter, as lord-pytorch's preprocessing resizes."""
+    width = height if width is None else width
+    if array.shape[:2] == (height, width):
+        return np.ascontiguousarray(array)
+    resized = cv2.resize(np.ascontiguousarray(array), (width, height))
+    return resized[..., None] if resized.ndim == 2 else resized
+
+
+PUBLISHED_FILTERS = {"pil-bicubic": resize_pil_bicubic, "cv2-bilinear": resize_cv2_default}
+
+
+def resize_function(choice, published):
+    """The resize a loader uses: `published` names its dataset's published filter."""
+    if choice not in RESIZE_CHOICES:
+        raise UserError(f"--resize must be one of {', '.join(RESIZE_CHOICES)}, got {choice!r}")
+    return PUBLISHED_FILTERS[published] if choice == "published" else resize
+
+
 def to_channels(array, channels):
     """Convert (H, W, C) uint8 to the requested channel count."""
     if array.ndim == 2:
@@ -79,19 +114,19 @@ def to_channels(array, channels):
     return array[..., :3]
 
 
-def square_image(path, img_size, channels):
+def square_image(path, img_size, channels, resize_with=resize):
     """Read, centre-crop to a square and resize: the default per-file transform."""
-    return resize(center_crop(read_image(path, channels)), img_size)
+    return resize_with(center_crop(read_image(path, channels)), img_size)
 
 
-def resize_all(imgs, height, width=None, desc="resizing", quiet=False):
+def resize_all(imgs, height, width=None, desc="resizing", quiet=False, resize_with=resize):
     """Resize every image of an in-memory (N, H, W, C) uint8 stack into one new preallocated array."""
     width = height if width is None else width
     if imgs.shape[1:3] == (height, width):
         return imgs
     out = np.empty((len(imgs), height, width, imgs.shape[-1]), dtype=np.uint8)
     for index in tqdm(range(len(imgs)), desc=desc, unit="img", disable=quiet, dynamic_ncols=True, leave=False):
-        out[index] = resize(imgs[index], height, width)
+        out[index] = resize_with(imgs[index], height, width)
     return out
 
 

@@ -2,7 +2,8 @@
 
 Class = expression; `identity` = person. The face is found with dlib's frontal face detector (the
 best-scoring detection) and a square as wide as the image's shorter side is cut around it, as the
-LORD paper's preprocessing did, then resized. An image with no face is reported by name.
+LORD paper's preprocessing did, then resized with cv2.resize's default (bilinear) filter as
+lord-pytorch did (`--resize area` for the area filter). An image with no face is reported by name.
 """
 
 import functools
@@ -29,7 +30,7 @@ def best_face(detector, img):
     return None
 
 
-def face_square(path, detector, img_size):
+def face_square(path, detector, img_size, resize_with=images.resize):
     img = images.read_image(path, 3)
     face = best_face(detector, img)
     if face is None:
@@ -39,11 +40,12 @@ def face_square(path, detector, img_size):
     side = min(height, width)
     row = int(np.clip((top + bottom) // 2 - side // 2, 0, height - side))
     column = int(np.clip((left + right) // 2 - side // 2, 0, width - side))
-    return images.resize(img[row : row + side, column : column + side], img_size)
+    return resize_with(img[row : row + side, column : column + side], img_size)
 
 
-def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
+def load(root, img_size, resize="published", workers=None, skip_bad=False, quiet=False, **_):
     img_size = int(img_size)
+    resize_with = images.resize_function(resize, "cv2-bilinear")
     files = sorted(
         (p for p in root.iterdir() if p.is_file() and FILE_PATTERN.match(p.name)), key=lambda p: natural_key(p.name)
     )
@@ -51,7 +53,8 @@ def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
         raise layout_error("rafd", root, ["ROOT/Rafd<angle>_<person>_<ethnicity>_<gender>_<expression>_<gaze>.jpg"])
     dlib = require("dlib", "faces", "finding faces in RaFD")
     fields = [FILE_PATTERN.match(path.name).groups() for path in files]
-    transform = functools.partial(face_square, detector=dlib.get_frontal_face_detector(), img_size=img_size)
+    transform = functools.partial(face_square, detector=dlib.get_frontal_face_detector(), img_size=img_size,
+                                  resize_with=resize_with)
     imgs, kept = images.fill_array(
         transform, files, (img_size, img_size, 3),
         workers=workers, skip_bad=skip_bad, desc="rafd", quiet=quiet,

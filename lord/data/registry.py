@@ -43,7 +43,7 @@ SPECS = {
             "folder",
             "lord.data.folder",
             "your own images laid out as ROOT/<class name>/<image file>",
-            options={"img_size": 64, "channels": None},
+            options={"img_size": 64, "channels": None, "align_faces": False},
         ),
         DatasetSpec(
             "mnist",
@@ -56,7 +56,7 @@ SPECS = {
             "lord.data.smallnorb",
             "smallNORB toys (JPEG tree or official .mat files); class = object x elevation x lighting x camera, "
             "content = azimuth",
-            options={"img_size": 64},
+            options={"img_size": 64, "resize": "published"},
         ),
         DatasetSpec(
             "cars3d",
@@ -74,7 +74,7 @@ SPECS = {
             "celeba",
             "lord.data.celeba",
             "CelebA aligned faces; class = identity",
-            options={"img_size": 64, "n_identities": None},
+            options={"img_size": 64, "n_identities": None, "resize": "published"},
             overlord_options={"img_size": 128},
         ),
         DatasetSpec(
@@ -87,25 +87,25 @@ SPECS = {
             "rafd",
             "lord.data.rafd",
             "Radboud Faces, face-cropped with dlib; class = expression, also identity",
-            options={"img_size": 64},
+            options={"img_size": 64, "resize": "published"},
         ),
         DatasetSpec(
             "ffhq",
             "lord.data.ffhq",
             "FFHQ with face-attribute features; class = age decade",
-            options={"img_size": 256},
+            options={"img_size": 256, "resize": "published"},
         ),
         DatasetSpec(
             "afhq",
             "lord.data.afhq",
             "AFHQ animal faces; class = domain",
-            options={"img_size": 256, "split": "train"},
+            options={"img_size": 256, "split": "train", "resize": "published"},
         ),
         DatasetSpec(
             "celebahq",
             "lord.data.celebahq",
             "CelebA-HQ with CelebAMask-HQ annotations; class = gender, masks of one face part",
-            options={"img_size": 256, "part": "hair"},
+            options={"img_size": 256, "part": "hair", "resize": "published"},
         ),
         DatasetSpec(
             "edges2shoes",

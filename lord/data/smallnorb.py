@@ -1,7 +1,9 @@
 """smallNORB: an extracted JPEG tree, or the official NYU binary matrix files.
 
 Class = (category, instance, elevation, lighting, camera side), content = azimuth, as in the LORD
-paper: a class holds one object seen from every azimuth under fixed elevation and lighting.
+paper: a class holds one object seen from every azimuth under fixed elevation and lighting. Images
+are resized with cv2.resize's default (bilinear) filter as lord-pytorch did (`--resize area` for the
+area filter).
 """
 
 import functools
@@ -69,7 +71,7 @@ def binary_splits(root):
     return found
 
 
-def read_binary(root, splits, img_size, quiet):
+def read_binary(root, splits, img_size, quiet, resize_with):
     """Every stereo image of the given splits, with its (category, instance, elevation, lighting, side) and azimuth."""
     stacks, keys, azimuths = [], [], []
     for split, (dat_path, cat_path, info_path) in splits.items():
@@ -91,7 +93,7 @@ def read_binary(root, splits, img_size, quiet):
                 azimuths.append(azimuth)
         report(quiet, f"smallnorb: {split}: {count} stereo pairs from {dat_path.name}")
     imgs = np.concatenate(stacks) if len(stacks) > 1 else stacks[0]
-    return images.resize_all(imgs, img_size, quiet=quiet), keys, azimuths
+    return images.resize_all(imgs, img_size, quiet=quiet, resize_with=resize_with), keys, azimuths
 
 
 def scan_tree(root):
@@ -110,11 +112,12 @@ def scan_tree(root):
     return paths, keys, azimuths
 
 
-def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
+def load(root, img_size, resize="published", workers=None, skip_bad=False, quiet=False, **_):
     img_size = int(img_size)
+    resize_with = images.resize_function(resize, "cv2-bilinear")
     splits = binary_splits(root)
     if splits:
-        imgs, keys, azimuths = read_binary(root, splits, img_size, quiet)
+        imgs, keys, azimuths = read_binary(root, splits, img_size, quiet, resize_with)
     else:
         paths, keys, azimuths = scan_tree(root)
         if not paths:
@@ -122,7 +125,7 @@ def load(root, img_size, workers=None, skip_bad=False, quiet=False, **_):
                 "ROOT/<category>/<instance>/azimuth<A>_elevation<E>_lighting<L>_<lt|rt>.jpg",
                 "the official files " + ", ".join(f"{prefix}-{{dat,cat,info}}.mat[.gz]" for prefix in SPLITS.values()),
             ])
-        transform = functools.partial(images.square_image, img_size=img_size, channels=1)
+        transform = functools.partial(images.square_image, img_size=img_size, channels=1, resize_with=resize_with)
         imgs, kept = images.fill_array(
             transform, paths, (img_size, img_size, 1), workers=workers, skip_bad=skip_bad, desc="smallnorb", quiet=quiet
         )

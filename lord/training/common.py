@@ -82,8 +82,14 @@ def keep_freed_host_memory(libc=None):
     return bool(mmap_set) and bool(trim_set)
 
 
-def precision_name(enabled):
-    return "bf16 autocast" if enabled else "float32"
+def precision_name(enabled, device=None):
+    """How a stage computes, for its first log line; a float32 run on a device that could autocast in
+    bf16 says how to ask for it (the paper presets train in float32, as the published code did)."""
+    if enabled:
+        return "bf16 autocast"
+    if device is not None and use_bf16("auto", device):
+        return "float32 (bf16 autocast is supported here: --set runtime.mixed_precision=true)"
+    return "float32"
 
 
 def autocast(device, enabled):

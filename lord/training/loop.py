@@ -281,7 +281,7 @@ class Run:
             write_metrics(self.metrics_path, [r for r in read_metrics(self.metrics_path) if r.get("stage") != stage.name])
         if not self.quiet:
             print(f"{stage.name}: {self.steps_per_epoch} steps per epoch, {stage.n_epochs} epochs, on "
-                  f"{self._device()} in {precision_name(stage.amp)}", flush=True)
+                  f"{self._device()} in {precision_name(stage.amp, stage.device)}", flush=True)
         writer = EventWriter(self.tensorboard_dir) if self.is_main else None
         self.last_checkpoint = time.monotonic()
         try:
