@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lord.assets import BaseDir, atomic_write_bytes
+from lord.assets import BaseDir, atomic_write_bytes, lock_path
 from lord.configuration import flatten
 from lord.errors import UserError
 from lord.inference import MAX_STRIP_LABELS, fit_image, label_strips, load_model, read_input
@@ -265,7 +265,7 @@ def preset_differences(config, presets):
 def training_process(model_dir):
     """The 'PID HOST' of the run holding the model's lock, or None."""
     try:
-        fields = (Path(model_dir) / "lock").read_text().split()
+        fields = lock_path(model_dir).read_text().split()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     return " on ".join(fields[:2]) if fields else "another process"
@@ -318,7 +318,7 @@ def overview_signature(base_dir, model_name):
     except UserError:
         return None
     signature = []
-    for path in [model_dir / "config.json", model_dir / "metrics.jsonl", model_dir / "lock",
+    for path in [model_dir / "config.json", model_dir / "metrics.jsonl", lock_path(model_dir),
                  *(weights_path(model_dir, stage) for stage in STAGES),
                  *(checkpoint_path(model_dir, stage) for stage in STAGES)]:
         try:

@@ -15,7 +15,7 @@ from PIL import Image
 import config
 from conftest import REPO
 from lord import serve
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 from lord.data import store
 from lord.errors import UserError
 from lord.inference import load_model
@@ -199,7 +199,7 @@ def test_overview_follows_a_run_in_progress(serve_base, tmp_path):
         "".join(json.dumps(record) + "\n" for record in records)
         + json.dumps({**latent, "stage": "amortized", "epoch": 2, "loss": 0.5}) + "\n"
         + '{"stage": "amortized", "epoch": 3, "lo')
-    (model_dir / "lock").write_text("4242 trainer-host 0\n")
+    lock_path(model_dir).write_text("4242 trainer-host 0\n")
     assert serve.overview_signature(base, "lord") != signature
     overview = serve.model_overview(base, "lord", PRESETS)
     assert dict(overview.stages)["amortized"] == "epoch 2 of 1 finished"
