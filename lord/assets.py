@@ -296,7 +296,7 @@ def staged_model_dir(model_dir):
         raise UserError(f"cannot create a directory in {model_dir.parent}: {_describe_os_error(error)}") from None
     try:
         yield staging
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~umask())
         _fsync_directory(staging)
         if model_dir.is_symlink() or not model_dir.exists():
             if model_dir.is_symlink():
@@ -318,7 +318,8 @@ def staged_model_dir(model_dir):
         raise
 
 
-def _umask():
+def umask():
+    """The process's umask (which can only be read by setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -331,12 +332,13 @@ def remove_stale_temporaries(directory):
         return
     for candidate in directory.glob(".*.tmp-*"):
         pid = candidate.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 candidate.unlink()
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether a process of this PID runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -392,7 +394,7 @@ class ModelLock:
             return
         pid = int(fields[0]) if fields and fields[0].isdigit() else None
         host = fields[1] if len(fields) > 1 else None
-        if pid is not None and host == socket.gethostname() and not _pid_alive(pid):
+        if pid is not None and host == socket.gethostname() and not pid_alive(pid):
             print(
                 f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
                 file=sys.stderr,

@@ -115,6 +115,9 @@ def load_tensors(path, what="weights", max_bytes=None):
 
 def load_state_checked(module, state, origin):
     """load_state_dict, with an error naming the mismatched keys or shapes."""
+    if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
+                                              for key, value in state.items()):
+        raise UserError(f"{origin} is not a state dict of tensors")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

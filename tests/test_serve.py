@@ -106,9 +106,12 @@ def test_overlord_translation_is_what_manipulate_writes(overlord_models, serve_b
 
 
 def test_label_value_from_the_list_or_a_script():
-    assert serve.label_value(2) == 2 and serve.label_value("2") == 2
+    assert serve.label_value(2) == 2 and serve.label_value("2") == 2 and serve.label_value(2.0) == 2
     for choice, message in ((None, "no label value chosen"), ("", "no label value chosen"),
-                            ("gamma", "not a number from the list")):
+                            ("gamma", "not a whole number from the list"), (2.7, "not a whole number"),
+                            ("2.7", "not a whole number"), (float("inf"), "not a whole number"),
+                            ("Infinity", "not a whole number"), (float("nan"), "not a whole number"),
+                            (True, "not a whole number"), ("1" * 40, "not a whole number")):
         with pytest.raises(UserError, match=message):
             serve.label_value(choice)
 
