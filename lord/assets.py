@@ -23,14 +23,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from lord.errors import UserError
+from lord.errors import Interrupted, UserError
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME_LENGTH = 100
@@ -283,6 +285,23 @@ def _exchange(first, second):
 
 
 @contextlib.contextmanager
+def sigterm_as_interrupt(message):
+    """SIGTERM raises Interrupted (as SIGINT raises KeyboardInterrupt), so that cleanups run; main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(message)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def staged_model_dir(model_dir):
     """Yields a fresh staging directory beside `model_dir`; when the block ends normally its contents become
     `model_dir` in one rename (an existing model is swapped out at that instant and then deleted), and when
@@ -295,7 +314,8 @@ def staged_model_dir(model_dir):
     except OSError as error:
         raise UserError(f"cannot create a directory in {model_dir.parent}: {_describe_os_error(error)}") from None
     try:
-        yield staging
+        with sigterm_as_interrupt(f"SIGTERM received: {model_dir} was not changed"):
+            yield staging
         os.chmod(staging, 0o777 & ~umask())
         _fsync_directory(staging)
         if model_dir.is_symlink() or not model_dir.exists():

@@ -26,16 +26,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from lord.assets import pid_alive, umask
-from lord.errors import Interrupted, UserError
+from lord.assets import pid_alive, sigterm_as_interrupt, umask
+from lord.errors import UserError
 
 INDEX = "index.json"
 
@@ -84,7 +82,7 @@ class TranslationExport:
         self.diversity = []
         self.diversity_counts = {}
         self.written = set()
-        self.previous_handler = None
+        self.signals = None
         self.failure = None
 
     def __enter__(self):
@@ -97,14 +95,12 @@ class TranslationExport:
         except OSError as error:
             self._remove_staging()
             raise UserError(f"cannot create a directory beside {self.directory}: {error.strerror or error}") from None
-        if threading.current_thread() is threading.main_thread():
-            self.previous_handler = signal.signal(signal.SIGTERM, _terminated)
+        self.signals = sigterm_as_interrupt("SIGTERM received: the export was not written")
+        self.signals.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.previous_handler is not None:
-            signal.signal(signal.SIGTERM, self.previous_handler)
-            self.previous_handler = None
+        self.signals.__exit__(None, None, None)
         self._remove_staging()
 
     def _remove_staging(self):
@@ -185,10 +181,6 @@ class TranslationExport:
             raise UserError(f"cannot move the export into {self.directory}: {error.strerror or error}") from None
         self.staging = None
         return self.directory
-
-
-def _terminated(signum, frame):
-    raise Interrupted("SIGTERM received: the export was not written")
 
 
 def remove_leftovers(directory):
