@@ -233,7 +233,7 @@ def read_json(path, what="file"):
 def model_exists(model_dir):
     """Whether a model directory holds anything: existing work is never replaced without --overwrite."""
     model_dir = Path(model_dir)
-    return model_dir.is_dir() and any(model_dir.iterdir()) or model_dir.is_symlink()
+    return model_dir.is_symlink() or (model_dir.is_dir() and any(model_dir.iterdir()))
 
 
 def remove_tensorboard(base, model_name):
@@ -254,6 +254,7 @@ def remove_leftover_staging(model_dir):
     model_dir = Path(model_dir)
     if not model_dir.parent.is_dir():
         return
+    remove_stale_temporaries(model_dir.parent)
     for entry in sorted(model_dir.parent.iterdir()):
         if entry.name.startswith(_staging_prefix(model_dir, "old")) and entry.is_dir() and not entry.is_symlink():
             if not model_dir.exists():
@@ -387,10 +388,12 @@ class ModelLock:
         self.held = False
 
     def acquire(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock: the owner's line is written to a file of this process's own, then linked to the
+        lock's name (atomic, and failing where a lock exists), so a lock is never seen half written."""
         owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}\n"
         written = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             written.write_text(owner)
             for _ in range(2):
                 try:
@@ -408,19 +411,33 @@ class ModelLock:
         raise UserError(f"cannot lock {self.path}")
 
     def _take_over_if_stale(self):
+        """Remove the lock of a dead process on this host; refuse a live one. The stale file is first moved
+        to a name of this process's own, so that of two processes taking over one stale lock, only one
+        removes it (and never the fresh lock the other has made meanwhile)."""
         try:
-            fields = self.path.read_text().split()
+            seen = self.path.read_bytes()
         except FileNotFoundError:
             return
-        pid = int(fields[0]) if fields and fields[0].isdigit() else None
+        fields = seen.decode("utf-8", "replace").split()
+        pid = int(fields[0]) if fields and fields[0].isdigit() and len(fields[0]) < 10 else None
         host = fields[1] if len(fields) > 1 else None
         if pid is not None and host == socket.gethostname() and not pid_alive(pid):
+            moved = self.path.with_name(f"{self.path.name}.tmp-stale-{os.getpid()}")
+            try:
+                os.rename(self.path, moved)
+            except FileNotFoundError:
+                return
+            if moved.read_bytes() != seen:
+                with contextlib.suppress(FileExistsError):
+                    os.link(moved, self.path)
+                moved.unlink()
+                raise UserError(f"model directory {self.model_dir} is in use by another process "
+                                f"(lock file {self.path})")
+            moved.unlink()
             print(
                 f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
                 file=sys.stderr,
             )
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
             return
         where = f"process {pid} on {host}" if pid is not None else "another process"
         raise UserError(

@@ -331,5 +331,10 @@ def load_stage(model_dir, stage, config=None):
     except (RuntimeError, ValueError, TypeError, KeyError) as error:
         raise UserError(f"model config {Path(model_dir) / 'config.json'} cannot be built: "
                         f"{str(error).splitlines()[0]}") from None
-    load_state_checked(module, load_tensors(path), str(path))
+    state = load_tensors(path)
+    load_state_checked(module, state, str(path))
+    bad = next((key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()),
+               None)
+    if bad is not None:
+        raise UserError(f"{path}: {bad} holds NaN or infinite values; retrain this stage with --overwrite")
     return module.eval()

@@ -89,6 +89,15 @@ def test_a_previous_version_checkpoint_with_a_damaged_rng_state_is_one_line(copy
     assert "damaged: checkpoint file" in result.err and "cannot be restored" in result.err
 
 
+def test_weights_with_nan_are_refused_where_a_model_is_loaded(copy_of, run_cli, tmp_path):
+    path = weights_path(BaseDir(copy_of).model_dir("m"), "latent")
+    state = load_tensors(path)
+    state["generator.modulation.linear.weight"][0, 0] = float("nan")
+    save_torch(path, state)
+    with pytest.raises(UserError, match="generator.modulation.linear.weight holds NaN"):
+        load_stage(BaseDir(copy_of).model_dir("m"), "latent")
+
+
 # --------------------------------------------------------------------------- damaged config.json
 
 
@@ -195,7 +204,8 @@ def test_serving_beyond_this_machine_warns_and_asks_for_a_login(copy_of, run_cli
     assert page.launched["server_name"] == host
     assert page.launched["auth"] == (("ana", "secret:with:colons") if login else None)
     if warned:
-        assert len(result.err_lines) == 1 and result.err_lines[0].startswith("warning: serving on") and warned in result.err
+        assert len(result.err_lines) == 1 and result.err_lines[0].startswith("warning: serving on")
+        assert warned in result.err
     else:
         assert result.err == ""
 

@@ -20,8 +20,7 @@ import torch
 import original_format as original
 from conftest import REPO, set_args
 from lord import assets, interop
-from lord.assets import BaseDir, CHECKSUM_TRAILER, lock_path, save_torch
-from lord.errors import UserError
+from lord.assets import BaseDir, lock_path
 from lord.model import load_tensors
 
 # Runs lord.py with a stop at STOP_AT: `staging-write` (a file being written into a staging directory) or
