@@ -269,6 +269,7 @@ class OriginalConfig:
             "str": "a string",
             "optional_str": "a string or None",
             "numbers": f"a list of numbers up to {MAX_NUMBER:g}",
+            "layers": "a list of layer indices from 0 to 100",
         }[kind]
         ok = {
             "int": lambda: type(node) is int and 0 < node <= MAX_COUNT,
@@ -277,10 +278,12 @@ class OriginalConfig:
             "str": lambda: isinstance(node, str) and len(node) <= 100,
             "optional_str": lambda: node is None or isinstance(node, str) and len(node) <= 100,
             "numbers": lambda: isinstance(node, (list, tuple)) and len(node) <= 100 and all(map(is_number, node)),
+            "layers": lambda: isinstance(node, (list, tuple)) and len(node) <= 100 and all(
+                type(layer) is int and 0 <= layer <= 100 for layer in node),
         }[kind]()
         if not ok:
             raise UserError(f"{self.path}: {key} is {shown(node)}, the toolkit cannot express it (expected {expected})")
-        return list(node) if kind == "numbers" else node
+        return list(node) if kind in ("numbers", "layers") else node
 
     def img_shape(self):
         shape = self.get("img_shape", "numbers")
@@ -309,7 +312,7 @@ def lord_config(original, base):
         config[key] = original.get(key, "int")
     config["content_std"] = float(original.get("content_std", "number"))
     config["content_decay"] = float(original.get("content_decay", "number"))
-    config["perceptual_loss"]["layers"] = [int(layer) for layer in original.get("perceptual_loss.layers", "numbers")]
+    config["perceptual_loss"]["layers"] = original.get("perceptual_loss.layers", "layers")
     for block, rates in (("train", ("generator", "latent", "min")), ("train_encoders", ("max", "min"))):
         config[block]["batch_size"] = original.get(f"{block}.batch_size", "int")
         config[block]["n_epochs"] = original.get(f"{block}.n_epochs", "int")
@@ -416,7 +419,7 @@ def overlord_config(original, base):
                          ("synthesis", ("reconstruction", "latent", "adversarial"))):
         for name in names:
             config[block]["loss_weights"][name] = float(original.get(f"{block}.loss_weights.{name}", "number"))
-    config["perceptual_loss"]["layers"] = [int(layer) for layer in original.get("perceptual_loss.layers", "numbers")]
+    config["perceptual_loss"]["layers"] = original.get("perceptual_loss.layers", "layers")
     config["perceptual_loss"]["normalize"] = original.get("perceptual_loss.normalize", "bool")
     img_shape = original.img_shape()
     n_labels = original.get("n_labels", "int")

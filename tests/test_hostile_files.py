@@ -269,6 +269,7 @@ CASES = [
     ("adain-dim-zero", with_config(adain_dim=0), "adain_dim is 0"),
     ("too-many-adain-layers", with_config(n_adain_layers=9), "cannot build"),
     ("layers-1e300", with_nested(("perceptual_loss", "layers"), [1e300]), "perceptual_loss.layers is"),
+    ("layer-2.7", with_nested(("perceptual_loss", "layers"), [2.7, 7]), "perceptual_loss.layers is [2.7, 7]"),
     ("unknown-key", with_nested(("train", "warmup"), 5), "train.warmup"),
     ("learning-rate-string", with_nested(("train", "learning_rate", "generator"), "fast"), "generator is 'fast'"),
     # the weights
