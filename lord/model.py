@@ -12,6 +12,8 @@ A file's checksum is checked before it is unpickled, and a config is checked (it
 size of the networks it implies, measured on PyTorch's `meta` device) before any network is built.
 """
 
+import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -107,10 +109,33 @@ def load_tensors(path, what="weights", max_bytes=None):
     file, _ = open_torch_file(path, f"{what} file", max_bytes)
     try:
         with file:
+            check_archive(file, path, what)
             return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle payloads, torn or foreign files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load {what} file {path} safely: {first_line}") from None
+
+
+def check_archive(file, path, what):
+    """A zip archive (torch.save's format) whose members are stored as torch writes them: a compressed
+    member could unpack to far more memory than the file holds (a zip bomb), so it is refused unread."""
+    size = os.fstat(file.fileno()).st_size
+    try:
+        if not zipfile.is_zipfile(file):
+            return
+        file.seek(0)
+        members = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        file.seek(0)
+        return
+    finally:
+        file.seek(0)
+    packed = [member.filename for member in members if member.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise UserError(f"cannot load {what} file {path} safely: {packed[0][:100]} is compressed, which torch.save "
+                        "never does")
+    if sum(member.file_size for member in members) > size:
+        raise UserError(f"cannot load {what} file {path} safely: its members claim more bytes than the file has")
 
 
 def load_state_checked(module, state, origin):

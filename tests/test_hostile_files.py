@@ -7,11 +7,14 @@ special files), a config value (overflow, non-finite, out of range, a model too 
 the weights (keys, dtypes, layouts, non-finite values, special and oversized files).
 """
 
+import io
 import os
 import pickle
 import shutil
 import signal
+import struct
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -223,6 +226,28 @@ def narrower_modulation(state):
     state[key] = state[key][:, :5]
 
 
+def archive_claiming(count, compressed):
+    """latent.pth whose one storage claims `count` bytes: stored as a 4-byte record (torch checks the record's
+    size), or deflated from `count` zero bytes (a zip bomb: a small file that unpacks to `count` bytes)."""
+
+    def damage(directory):
+        buffer = io.BytesIO()
+        torch.save({FC: torch.zeros(1, dtype=torch.uint8)}, buffer)
+        source = zipfile.ZipFile(buffer)
+        pickled = source.read("archive/data.pkl")
+        claim = b"J" + struct.pack("<i", count)
+        pickled = pickled.replace(b"cpu\x71\x06K\x01t", b"cpu\x71\x06" + claim + b"t")
+        pickled = pickled.replace(b"K\x00K\x01\x85", b"K\x00" + claim + b"\x85")
+        with zipfile.ZipFile(directory / "latent.pth", "w") as archive:
+            for name in source.namelist():
+                if name == "archive/data/0" and compressed:
+                    archive.writestr(name, bytes(count), compress_type=zipfile.ZIP_DEFLATED)
+                else:
+                    archive.writestr(name, pickled if name.endswith("data.pkl") else source.read(name))
+
+    return damage
+
+
 def payload_weights(directory):
     torch.save({FC: Payload(directory / MARKER)}, directory / "latent.pth", pickle_module=pickle)
 
@@ -295,6 +320,8 @@ CASES = [
     ("weights-dev-zero", link_to("latent.pth", "/dev/zero"), "not a regular file"),
     ("weights-3-GB", sparse_weights, "more than the"),
     ("weights-truncated", truncated("latent.pth"), "cannot load weights file"),
+    ("weights-record-claiming-2-GB", archive_claiming(2_000_000_000, compressed=False), "does not match expected size"),
+    ("weights-zip-bomb-100-MB", archive_claiming(100_000_000, compressed=True), "is compressed"),
     ("weights-empty", truncated("latent.pth", 0), "cannot load weights file"),
     # weights the toolkit converts, saying so
     ("weights-float16", weights(cast(FC, torch.float16)), None),
