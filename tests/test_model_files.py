@@ -167,6 +167,18 @@ def test_the_page_refuses_bad_names(copy_of):
 # ---------------------------------------------------------------------------------------- serve
 
 
+class StopAtFirstSleep:
+    """Stands for the time module in lord.serve: its serving loop's first sleep runs `check`, then stops the
+    server as Ctrl-C does."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def sleep(self, seconds):
+        self.check()
+        raise KeyboardInterrupt
+
+
 class FakePage:
     """Stands for the Gradio page: records how it was launched."""
 
@@ -193,11 +205,7 @@ def test_serving_beyond_this_machine_warns_and_asks_for_a_login(copy_of, run_cli
     (tmp_path / "auth").write_text("ana:secret:with:colons\n")
     page = FakePage()
     monkeypatch.setattr(serve, "build_page", lambda *args, **kwargs: page)
-
-    def stop(seconds):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(serve.time, "sleep", stop)
+    monkeypatch.setattr(serve, "time", StopAtFirstSleep(lambda: None))
     login = [item.format(auth_file=tmp_path / "auth") for item in login]
     result = run_cli("-bd", copy_of, "-q", "serve", "--host", host, *login)
     assert result.code == 0, result
@@ -219,3 +227,39 @@ def test_serving_beyond_this_machine_warns_and_asks_for_a_login(copy_of, run_cli
 def test_a_bad_login_is_one_line(copy_of, run_cli, login, message):
     result = run_cli("-bd", copy_of, "serve", "--host", "0.0.0.0", *login)
     assert result.code == 1 and len(result.err_lines) == 1 and message in result.err, result
+
+
+def test_without_the_login_the_page_answers_nothing(copy_of, run_cli, monkeypatch):
+    """The real page, served beyond loopback's default with --auth: Gradio refuses its config to a client
+    that has not logged in, and a wrong password."""
+    import http.cookiejar
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    pytest.importorskip("gradio")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    answers = {}
+
+    def status(opener, path, form=None):
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        try:
+            return opener.open(url + path, data=data, timeout=30).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def check():
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        answers["config"] = status(opener, "config")
+        answers["wrong"] = status(opener, "login", {"username": "ana", "password": "wrong"})
+        answers["right"] = status(opener, "login", {"username": "ana", "password": "secret"})
+        answers["config after login"] = status(opener, "config")
+
+    monkeypatch.setattr(serve, "time", StopAtFirstSleep(check))
+    result = run_cli("-bd", copy_of, "-q", "--device", "cpu", "serve", "--port", port, "--auth", "ana:secret")
+    assert result.code == 0, result
+    assert answers == {"config": 401, "wrong": 400, "right": 200, "config after login": 200}
