@@ -174,11 +174,12 @@ def cmd_demo(args):
 
 
 def cmd_serve(args):
-    from lord.serve import serve
+    from lord.serve import parse_auth, read_auth_file, serve
 
+    auth = parse_auth(args.auth) if args.auth else read_auth_file(args.auth_file) if args.auth_file else None
     presets = {name: config.get_config(name) for name in config.names()}
     serve(args.base_dir, model_name=args.model_name, host=args.host, port=args.port, device=args.device,
-          presets=presets, quiet=args.quiet)
+          presets=presets, quiet=args.quiet, auth=auth)
 
 
 def cmd_evaluate(args):
@@ -449,6 +450,11 @@ def build_parser():
     sub.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every network)")
     sub.add_argument("--port", type=port_number, default=7860, help="port to listen on (default: 7860)")
+    login = sub.add_mutually_exclusive_group()
+    login.add_argument("--auth", metavar="USER:PASSWORD",
+                       help="ask every client for this user and password (for a --host other than 127.0.0.1)")
+    login.add_argument("--auth-file", metavar="FILE",
+                       help="as --auth, read from FILE (one line USER:PASSWORD), out of sight of other users")
     sub.set_defaults(run=cmd_serve)
 
     sub = command("demo", "the whole pipeline on a small synthetic set, on CPU in minutes", examples(

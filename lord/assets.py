@@ -6,33 +6,51 @@
 
 Every file the toolkit writes goes through `atomic_write`: a temporary file in the same directory,
 flushed and fsynced, then renamed over the target, so a kill at any instant leaves either the old or
-the new file, never a torn one.
+the new file, never a torn one. Weight files and checkpoints end in a checksum of their contents
+(`save_torch`), checked before a value is read (`open_torch_file`).
+
+A model directory is written as a transaction: it is assembled in a staging directory next to it
+(`staged_model_dir`) and renamed into place when complete, under the model's lock, which lives
+beside the directory (`.<name>.lock`) so that it stays put while directories are swapped.
 """
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import io
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
+import stat
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
-from lord.errors import UserError
+from lord.errors import Interrupted, UserError
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 100
+# The end of every weight file and checkpoint the toolkit writes: this marker, then the SHA-256 of the bytes before it.
+CHECKSUM_MARKER = b"\nLORD-SHA256\n"
+CHECKSUM_TRAILER = len(CHECKSUM_MARKER) + hashlib.sha256().digest_size
+READ_CHUNK = 1 << 20
 
 
 def validate_name(name, what="name"):
-    """Reject names that could escape the base directory or are awkward in a shell."""
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name) or name in (".", ".."):
+    """Reject names that could escape the base directory, are awkward in a shell, or too long for a file name."""
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name) or name in (".", ".."):
         raise UserError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' only (not '.' or '..')"
         )
+    if len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"invalid {what} {name[:20]!r}...: {len(name)} characters, at most {MAX_NAME_LENGTH}")
     return name
 
 
@@ -146,12 +164,79 @@ def atomic_write_json(path, obj):
 
 
 def save_torch(path, obj):
-    """torch.save through an in-memory buffer, then one atomic write."""
+    """torch.save through an in-memory buffer, then one atomic write of it and its checksum trailer
+    (torch.load reads such a file as it is: the trailer lies after the archive's end)."""
     import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    buffer.write(CHECKSUM_MARKER + hashlib.sha256(buffer.getbuffer()).digest())
     atomic_write_bytes(path, buffer.getbuffer())
+
+
+def open_regular_file(path, what, max_bytes=None):
+    """A binary file object of `path`, only if it is a regular file (a link to one is followed) of at most
+    `max_bytes`: a FIFO, a device such as /dev/zero or a directory is refused without reading or blocking."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UserError(f"missing {what} {path}") from None
+    except OSError as error:
+        raise UserError(f"cannot read {what} {path}: {_describe_os_error(error)}") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{what} {path} is not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise UserError(f"{what} {path} has {info.st_size} bytes, more than the {max_bytes} it can have")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_bounded(file, max_bytes, path, what):
+    """At most `max_bytes` of `file`; a file that grew past them is refused."""
+    data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UserError(f"{what} {path} has more than the {max_bytes} bytes it can have")
+    return data
+
+
+def open_torch_file(path, what, max_bytes=None):
+    """(binary file object at its start, whether it carries a checksum) of a weight file or checkpoint,
+    after its checksum matched. A file of an earlier version of the toolkit, or a published file,
+    carries none and is read as it is."""
+    file = open_regular_file(path, what, max_bytes)
+    try:
+        size = os.fstat(file.fileno()).st_size
+        if size >= CHECKSUM_TRAILER:
+            file.seek(size - CHECKSUM_TRAILER)
+            trailer = file.read(CHECKSUM_TRAILER)
+            if trailer.startswith(CHECKSUM_MARKER):
+                digest = hashlib.sha256()
+                file.seek(0)
+                remaining = size - CHECKSUM_TRAILER
+                while remaining:
+                    chunk = file.read(min(READ_CHUNK, remaining))
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    remaining -= len(chunk)
+                if remaining or digest.digest() != trailer[len(CHECKSUM_MARKER):]:
+                    raise UserError(f"damaged: {what} {path} does not match its checksum; use the previous "
+                                    "checkpoint or --overwrite")
+                file.seek(0)
+                return file, True
+        file.seek(0)
+        return file, False
+    except OSError as error:
+        file.close()
+        raise UserError(f"cannot read {what} {path}: {_describe_os_error(error)}") from None
+    except BaseException:
+        file.close()
+        raise
 
 
 def read_json(path, what="file"):
@@ -164,19 +249,120 @@ def read_json(path, what="file"):
         raise UserError(f"cannot read {what} {path}: {error}") from None
 
 
-def clear_model(base, model_name):
-    """--overwrite: remove that one model's directory contents (but its lock) and its TensorBoard logs."""
-    model_dir = base.model_dir(model_name)
-    for entry in model_dir.iterdir():
-        if entry.name == "lock":
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+def model_exists(model_dir):
+    """Whether a model directory holds anything: existing work is never replaced without --overwrite."""
+    model_dir = Path(model_dir)
+    return model_dir.is_symlink() or (model_dir.is_dir() and any(model_dir.iterdir()))
+
+
+def remove_tensorboard(base, model_name):
+    """--overwrite: the replaced model's TensorBoard logs go with it."""
     tensorboard_dir = base.tensorboard_dir(model_name)
     if tensorboard_dir.exists():
         shutil.rmtree(tensorboard_dir)
+
+
+def _staging_prefix(model_dir, kind):
+    return f".{model_dir.name}.{kind}-"
+
+
+def remove_leftover_staging(model_dir):
+    """Called under the model's lock: staging directories of that name are leftovers of a run that died
+    (no live process can hold the lock), so they go; an old model a run had moved aside before it died
+    is put back where it belongs."""
+    model_dir = Path(model_dir)
+    if not model_dir.parent.is_dir():
+        return
+    remove_stale_temporaries(model_dir.parent)
+    for entry in sorted(model_dir.parent.iterdir()):
+        if entry.name.startswith(_staging_prefix(model_dir, "old")) and entry.is_dir() and not entry.is_symlink():
+            if not model_dir.exists():
+                os.rename(entry, model_dir)
+                print(f"warning: put back {model_dir}, which an interrupted run had moved aside", file=sys.stderr)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.startswith(_staging_prefix(model_dir, "staging")) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def _exchange(first, second):
+    """Swap two directories in one step (Linux renameat2); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    result = renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt(message):
+    """SIGTERM raises Interrupted (as SIGINT raises KeyboardInterrupt), so that cleanups run; main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(message)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def staged_model_dir(model_dir):
+    """Yields a fresh staging directory beside `model_dir`; when the block ends normally its contents become
+    `model_dir` in one rename (an existing model is swapped out at that instant and then deleted), and when
+    it ends in an error or a signal the staging directory goes and `model_dir` is untouched. The caller
+    holds the model's lock and has checked --overwrite."""
+    model_dir = Path(model_dir)
+    try:
+        model_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(model_dir, "staging"), dir=model_dir.parent))
+    except OSError as error:
+        raise UserError(f"cannot create a directory in {model_dir.parent}: {_describe_os_error(error)}") from None
+    try:
+        with sigterm_as_interrupt(f"SIGTERM received: {model_dir} was not changed"):
+            yield staging
+        os.chmod(staging, 0o777 & ~umask())
+        _fsync_directory(staging)
+        if model_dir.is_symlink() or not model_dir.exists():
+            if model_dir.is_symlink():
+                model_dir.unlink()
+            os.rename(staging, model_dir)
+        elif _exchange(staging, model_dir):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            aside = Path(tempfile.mkdtemp(prefix=_staging_prefix(model_dir, "old"), dir=model_dir.parent))
+            os.rename(model_dir, aside / "model")
+            os.rename(staging, model_dir)
+            shutil.rmtree(aside, ignore_errors=True)
+        _fsync_directory(model_dir.parent)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"cannot write {model_dir}: {_describe_os_error(error)}; nothing was changed") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def umask():
+    """The process's umask (which can only be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(directory):
@@ -186,12 +372,13 @@ def remove_stale_temporaries(directory):
         return
     for candidate in directory.glob(".*.tmp-*"):
         pid = candidate.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 candidate.unlink()
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether a process of this PID runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -201,50 +388,79 @@ def _pid_alive(pid):
     return True
 
 
-class ModelLock:
-    """An exclusive lock on a model directory, holding the owner's PID and host.
+def lock_path(model_dir):
+    """The lock of a model directory: a file beside it, so that it stays while the directory is replaced."""
+    model_dir = Path(model_dir)
+    return model_dir.parent / f".{model_dir.name}.lock"
 
-    A second process trying to train the same model is refused; a lock left by a dead process on
-    this host is taken over with a warning.
+
+class ModelLock:
+    """An exclusive lock on a model name, holding the owner's PID and host.
+
+    A second process writing the same model is refused; a lock left by a dead process on this host
+    is taken over with a warning.
     """
 
     def __init__(self, model_dir):
-        self.path = Path(model_dir) / "lock"
+        self.path = lock_path(model_dir)
+        self.model_dir = Path(model_dir)
         self.held = False
 
     def acquire(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock: the owner's line is written to a file of this process's own, then linked to the
+        lock's name (atomic, and failing where a lock exists), so a lock is never seen half written."""
         owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}\n"
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            with os.fdopen(descriptor, "w") as file:
-                file.write(owner)
-            self.held = True
-            return self
+        written = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            written.write_text(owner)
+            for _ in range(2):
+                try:
+                    os.link(written, self.path)
+                except FileExistsError:
+                    self._take_over_if_stale()
+                    continue
+                self.held = True
+                return self
+        except OSError as error:
+            raise UserError(f"cannot lock {self.path}: {_describe_os_error(error)}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                written.unlink()
         raise UserError(f"cannot lock {self.path}")
 
     def _take_over_if_stale(self):
+        """Remove the lock of a dead process on this host; refuse a live one. The stale file is first moved
+        to a name of this process's own, so that of two processes taking over one stale lock, only one
+        removes it (and never the fresh lock the other has made meanwhile)."""
         try:
-            fields = self.path.read_text().split()
+            seen = self.path.read_bytes()
         except FileNotFoundError:
             return
-        pid = int(fields[0]) if fields and fields[0].isdigit() else None
+        fields = seen.decode("utf-8", "replace").split()
+        pid = int(fields[0]) if fields and fields[0].isdigit() and len(fields[0]) < 10 else None
         host = fields[1] if len(fields) > 1 else None
-        if pid is not None and host == socket.gethostname() and not _pid_alive(pid):
+        if pid is not None and host == socket.gethostname() and not pid_alive(pid):
+            moved = self.path.with_name(f"{self.path.name}.tmp-stale-{os.getpid()}")
+            try:
+                os.rename(self.path, moved)
+            except FileNotFoundError:
+                return
+            if moved.read_bytes() != seen:
+                with contextlib.suppress(FileExistsError):
+                    os.link(moved, self.path)
+                moved.unlink()
+                raise UserError(f"model directory {self.model_dir} is in use by another process "
+                                f"(lock file {self.path})")
+            moved.unlink()
             print(
                 f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
                 file=sys.stderr,
             )
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
             return
         where = f"process {pid} on {host}" if pid is not None else "another process"
         raise UserError(
-            f"model directory {self.path.parent} is in use by {where} (lock file {self.path})"
+            f"model directory {self.model_dir} is in use by {where} (lock file {self.path})"
         )
 
     def release(self):

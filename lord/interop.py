@@ -6,66 +6,210 @@ pickled dict), `latent.pth` (stage 1) and, once stage 2 ran, `amortized.pth` (st
 discriminator to `amortized.pth` through stages 2 and 3, so that file is imported as the toolkit's
 stage 2 (`amortized`); `train-synthesis` continues from it as the original's stage 3 would.
 
-The pickle is read with an unpickler that builds plain values only: anything that would import or
-call code is refused. Weight files are read with `weights_only=True`. Every key, shape and config value
-is checked before anything is written.
+`config.pkl` is read by a small pickle interpreter of its own (`read_plain_pickle`) that builds plain
+values only (dicts, lists, tuples, strings, numbers, booleans, None), one opcode at a time without
+recursion, within a size, a node and a depth budget, and refuses anything that would import or call
+code and any part shared between two places (the way a few hundred bytes can stand for 2^60 values).
+Only regular files are opened. Every config value is checked (type, range) and the memory of the
+networks it implies is measured on PyTorch's `meta` device before anything is built; weight files are
+read with `weights_only=True`, and every tensor is checked (key, dtype, layout, finite values) before
+it is used. The model directory is written as a transaction under the model's lock (see lord.assets).
 """
 
-import contextlib
 import copy
-import io
-import pickle
+import math
+import pickletools
+import re
 from pathlib import Path
 
 import torch
 
 from lord import configuration
-from lord.assets import BaseDir, ModelLock, atomic_write_json, clear_model, save_torch
+from lord.assets import (
+    BaseDir, ModelLock, atomic_write_json, model_exists, open_regular_file, read_bounded, remove_leftover_staging,
+    remove_tensorboard, save_torch, staged_model_dir,
+)
 from lord.errors import UserError
-from lord.model import load_state_checked, load_tensors, stage_module_class, weights_path
+from lord.model import check_model_size, load_state_checked, load_tensors, stage_module_class, weights_path
 from lord.networks.stylegan import blur_kernel
 
-PLAIN_SCALARS = (str, int, float, bool, type(None))
 FORMATS = ("lord-pytorch", "overlord")
+MAX_CONFIG_BYTES = 1 << 20  # a published config.pkl has about 2 kB
+MAX_CONFIG_NODES = 10_000
+MAX_CONFIG_DEPTH = 16
+MAX_CONFIG_INT = 2**63
+MAX_COUNT = 10**9  # images, labels, widths
+MAX_NUMBER = 1e6  # rates, weights, standard deviations
+MAX_IMAGE_SIDE = 4096
+TENSOR_KEY = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+MAX_KEY_LENGTH = 200
+CONVERTED_DTYPES = (torch.float16, torch.bfloat16, torch.float64)
+
+SCALAR_OPCODES = {
+    "NONE": lambda arg: None, "NEWTRUE": lambda arg: True, "NEWFALSE": lambda arg: False,
+    "INT": lambda arg: arg, "BININT": int, "BININT1": int, "BININT2": int, "LONG": int, "LONG1": int, "LONG4": int,
+    "FLOAT": float, "BINFLOAT": float,
+    "UNICODE": str, "BINUNICODE": str, "SHORT_BINUNICODE": str, "BINUNICODE8": str,
+}
+CODE_OPCODES = ("GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "PERSID",
+                "BINPERSID", "EXT1", "EXT2", "EXT4")
+MEMO_GETS = ("GET", "BINGET", "LONG_BINGET")
+MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
 
 
-class PlainUnpickler(pickle.Unpickler):
-    """Builds dicts, lists, tuples, strings, numbers, booleans and None; refuses every global."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("it refers to a persistent object")
+class PlainPickleError(Exception):
+    """What makes a pickle more than plain data."""
 
 
-def check_plain(value, path):
-    if isinstance(value, dict):
-        children = [*value.keys(), *value.values()]
-    elif isinstance(value, (list, tuple)):
-        children = value
-    elif isinstance(value, PLAIN_SCALARS):
-        return
-    else:
-        raise UserError(f"{path}: holds a {type(value).__name__}; only plain values (dicts, lists, numbers, "
-                        "strings) are read")
-    for child in children:
-        check_plain(child, path)
+def _pop_to_mark(stack, marks):
+    if not marks:
+        raise PlainPickleError("it is malformed (no mark)")
+    start = marks.pop()
+    items = stack[start:]
+    del stack[start:]
+    return items
+
+
+def _top(stack, kind, what):
+    if not stack or not isinstance(stack[-1], kind):
+        raise PlainPickleError(f"it is malformed ({what} without a {kind.__name__})")
+    return stack[-1]
+
+
+def _check_key(key):
+    if not isinstance(key, str):
+        raise PlainPickleError(f"it has a dict key of type {type(key).__name__}; a config's keys are strings")
+    return key
+
+
+def read_plain_pickle(data):
+    """The value a pickle of plain data stands for, built one opcode at a time; PlainPickleError otherwise."""
+    stack, marks, memo = [], [], {}
+    nodes = 0
+    stopped = False
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name in ("PROTO", "FRAME"):
+            continue
+        if name == "STOP":
+            stopped = True
+            break
+        if name in CODE_OPCODES:
+            target = arg if isinstance(arg, str) else None
+            if name == "STACK_GLOBAL" and len(stack) >= 2 and all(isinstance(part, str) for part in stack[-2:]):
+                target = ".".join(stack[-2:])
+            raise PlainPickleError(f"it refers to code ({name}{' ' + shown(target) if target else ''})")
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES:
+            raise PlainPickleError(f"it has more than {MAX_CONFIG_NODES} parts")
+        if name in SCALAR_OPCODES:
+            value = SCALAR_OPCODES[name](arg)
+            if type(value) is int and abs(value) >= MAX_CONFIG_INT:
+                raise PlainPickleError("it holds an integer of more than 63 bits")
+            stack.append(value)
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name == "EMPTY_LIST":
+            stack.append([])
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            count = int(name[-1])
+            if len(stack) < count:
+                raise PlainPickleError("it is malformed (a tuple of missing values)")
+            items = stack[-count:]
+            del stack[-count:]
+            stack.append(tuple(items))
+        elif name == "TUPLE":
+            stack.append(tuple(_pop_to_mark(stack, marks)))
+        elif name == "LIST":
+            stack.append(_pop_to_mark(stack, marks))
+        elif name == "DICT":
+            items = _pop_to_mark(stack, marks)
+            if len(items) % 2:
+                raise PlainPickleError("it is malformed (a dict of an odd number of values)")
+            stack.append({_check_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+        elif name == "APPEND":
+            if len(stack) < 2:
+                raise PlainPickleError("it is malformed (an append without a value)")
+            value = stack.pop()
+            _top(stack, list, "an append").append(value)
+        elif name == "APPENDS":
+            items = _pop_to_mark(stack, marks)
+            _top(stack, list, "an append").extend(items)
+        elif name == "SETITEM":
+            if len(stack) < 3:
+                raise PlainPickleError("it is malformed (a dict item without a value)")
+            value, key = stack.pop(), stack.pop()
+            _top(stack, dict, "a dict item")[_check_key(key)] = value
+        elif name == "SETITEMS":
+            items = _pop_to_mark(stack, marks)
+            if len(items) % 2:
+                raise PlainPickleError("it is malformed (dict items of an odd number of values)")
+            target = _top(stack, dict, "dict items")
+            for i in range(0, len(items), 2):
+                target[_check_key(items[i])] = items[i + 1]
+        elif name == "MEMOIZE" or name in MEMO_PUTS:
+            if not stack:
+                raise PlainPickleError("it is malformed (a memo of nothing)")
+            memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+        elif name in MEMO_GETS or name == "DUP":
+            if name == "DUP":
+                if not stack:
+                    raise PlainPickleError("it is malformed (a copy of nothing)")
+                value = stack[-1]
+            elif arg not in memo:
+                raise PlainPickleError("it is malformed (a reference to nothing)")
+            else:
+                value = memo[arg]
+            if isinstance(value, (list, dict, tuple)):
+                raise PlainPickleError("one of its parts is shared by two places (or holds itself); a config's "
+                                       "values are written out each time")
+            stack.append(value)
+        elif name == "POP":
+            if stack and len(stack) > (marks[-1] if marks else 0):
+                stack.pop()
+            elif marks:
+                marks.pop()
+            else:
+                raise PlainPickleError("it is malformed (a pop of nothing)")
+        elif name == "POP_MARK":
+            _pop_to_mark(stack, marks)
+        else:
+            raise PlainPickleError(f"it holds a value that is not plain data ({name})")
+    if not stopped or len(stack) != 1 or marks:
+        raise PlainPickleError("it is truncated or malformed")
+    check_depth(stack[0])
+    return stack[0]
+
+
+def check_depth(value):
+    """Refuse nesting deeper than MAX_CONFIG_DEPTH, walked without recursion."""
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise PlainPickleError(f"it nests values more than {MAX_CONFIG_DEPTH} deep")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, (list, tuple)) else ()
+        pending.extend((child, depth + 1) for child in children)
 
 
 def read_config_pickle(path):
     """The dict in an original `config.pkl`, read without running anything."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        raise UserError(f"missing {path}: not a model directory of lord-pytorch or OverLORD")
+    with open_regular_file(path, "config", MAX_CONFIG_BYTES) as file:
+        data = read_bounded(file, MAX_CONFIG_BYTES, path, "config")
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"missing {path}: not a model directory of lord-pytorch or OverLORD") from None
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        config = PlainUnpickler(io.BytesIO(data)).load()
-    except Exception as error:  # refused globals, truncated or foreign files
-        raise UserError(f"{path}: not read ({error}); only a pickle of plain values is accepted") from None
-    check_plain(config, path)
+        config = read_plain_pickle(data)
+    except PlainPickleError as error:
+        raise UserError(f"{path}: not read: {error}; only a pickle of plain values is accepted") from None
+    except Exception as error:  # pickletools' own complaints about a truncated or foreign file
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: not read ({first[:200]}); only a pickle of plain values is accepted") from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: holds a {type(config).__name__}, not a config dict")
     return config
@@ -90,6 +234,16 @@ def flat_keys(config, prefix=""):
     return keys
 
 
+def shown(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= MAX_NUMBER)
+
+
 class OriginalConfig:
     """Typed access to an original config, with errors that name the file and the key."""
 
@@ -98,7 +252,7 @@ class OriginalConfig:
         self.path = path
         unknown = sorted(flat_keys(config) - set(known) - set(ignored))
         if unknown:
-            raise UserError(f"{path}: keys the toolkit cannot express: {', '.join(unknown)}")
+            raise UserError(f"{path}: keys the toolkit cannot express: {', '.join(unknown)}"[:500])
 
     def get(self, key, kind, required=True):
         node = self.config
@@ -108,23 +262,35 @@ class OriginalConfig:
                     raise UserError(f"{self.path}: missing key {key}")
                 return None
             node = node[part]
-        ok = {
-            "int": isinstance(node, int) and not isinstance(node, bool) and node > 0,
-            "number": isinstance(node, (int, float)) and not isinstance(node, bool) and node >= 0,
-            "bool": isinstance(node, bool),
-            "str": isinstance(node, str),
-            "optional_str": node is None or isinstance(node, str),
-            "numbers": isinstance(node, (list, tuple)) and all(
-                isinstance(item, (int, float)) and not isinstance(item, bool) for item in node),
+        expected = {
+            "int": f"an integer from 1 to {MAX_COUNT}",
+            "number": f"a number from 0 to {MAX_NUMBER:g}",
+            "bool": "true or false",
+            "str": "a string",
+            "optional_str": "a string or None",
+            "numbers": f"a list of numbers up to {MAX_NUMBER:g}",
+            "layers": "a list of layer indices from 0 to 100",
         }[kind]
+        ok = {
+            "int": lambda: type(node) is int and 0 < node <= MAX_COUNT,
+            "number": lambda: is_number(node) and node >= 0,
+            "bool": lambda: isinstance(node, bool),
+            "str": lambda: isinstance(node, str) and len(node) <= 100,
+            "optional_str": lambda: node is None or isinstance(node, str) and len(node) <= 100,
+            "numbers": lambda: isinstance(node, (list, tuple)) and len(node) <= 100 and all(map(is_number, node)),
+            "layers": lambda: isinstance(node, (list, tuple)) and len(node) <= 100 and all(
+                type(layer) is int and 0 <= layer <= 100 for layer in node),
+        }[kind]()
         if not ok:
-            raise UserError(f"{self.path}: {key} is {node!r}, the toolkit cannot express it (expected {kind})")
-        return list(node) if kind == "numbers" else node
+            raise UserError(f"{self.path}: {key} is {shown(node)}, the toolkit cannot express it (expected {expected})")
+        return list(node) if kind in ("numbers", "layers") else node
 
     def img_shape(self):
         shape = self.get("img_shape", "numbers")
-        if len(shape) != 3 or not all(isinstance(side, int) and side > 0 for side in shape):
-            raise UserError(f"{self.path}: img_shape is {shape}, expected (height, width, channels)")
+        if (len(shape) != 3 or not all(type(side) is int for side in shape)
+                or not all(1 <= side <= MAX_IMAGE_SIDE for side in shape[:2]) or shape[2] not in (1, 3)):
+            raise UserError(f"{self.path}: img_shape is {shown(shape)}, expected (height, width, channels) with sides "
+                            f"up to {MAX_IMAGE_SIDE} and 1 or 3 channels")
         return shape
 
 
@@ -146,7 +312,7 @@ def lord_config(original, base):
         config[key] = original.get(key, "int")
     config["content_std"] = float(original.get("content_std", "number"))
     config["content_decay"] = float(original.get("content_decay", "number"))
-    config["perceptual_loss"]["layers"] = [int(layer) for layer in original.get("perceptual_loss.layers", "numbers")]
+    config["perceptual_loss"]["layers"] = original.get("perceptual_loss.layers", "layers")
     for block, rates in (("train", ("generator", "latent", "min")), ("train_encoders", ("max", "min"))):
         config[block]["batch_size"] = original.get(f"{block}.batch_size", "int")
         config[block]["n_epochs"] = original.get(f"{block}.n_epochs", "int")
@@ -174,20 +340,28 @@ def lord_generator_state(state):
     """The generator's keys: one modulation map per AdaIN layer stacked into the toolkit's single map
     (the same outputs in the same order), and the AdaIN convolutions out of their Sequential."""
     out = {}
-    layers = sorted({int(key.split(".")[2]) for key in state if key.startswith("modulation.adain_per_layer.")})
+    prefix = "modulation.adain_per_layer."
+    modulation = [key[len(prefix):].split(".") for key in state if key.startswith(prefix)]
+    if any(len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 4 for parts in modulation):
+        raise UserError(f"modulation keys are not {prefix}<layer>.<weight or bias>")
+    layers = sorted({int(parts[0]) for parts in modulation})
     if layers:
         if layers != list(range(len(layers))):
-            raise UserError(f"modulation layers {layers} are not numbered 0..{len(layers) - 1}")
+            raise UserError(f"modulation layers {layers[:8]} are not numbered 0..{len(layers) - 1}")
         for name in ("weight", "bias"):
-            parts = [state.get(f"modulation.adain_per_layer.{layer}.{name}") for layer in layers]
+            parts = [state.get(f"{prefix}{layer}.{name}") for layer in layers]
             if any(part is None for part in parts):
                 raise UserError(f"a modulation layer lacks its {name}")
+            shapes = {tuple(part.shape) for part in parts}
+            if len(shapes) != 1 or len(next(iter(shapes))) != (2 if name == "weight" else 1):
+                raise UserError(f"the modulation layers' {name}s have different or wrong shapes: "
+                                f"{', '.join(str(shape) for shape in sorted(shapes))}")
             out[f"generator.modulation.linear.{name}"] = torch.cat(parts, dim=0)
     for key, value in state.items():
         if not key.startswith("generator."):
             continue
         parts = key.split(".")
-        if parts[1] == "adain_conv_layers" and parts[2].isdigit() and int(parts[2]) % 4 == 1:
+        if parts[1] == "adain_conv_layers" and len(parts) == 4 and parts[2].isdigit() and int(parts[2]) % 4 == 1:
             out[f"generator.upsample_convs.{int(parts[2]) // 4}.{parts[3]}"] = value
         elif parts[1] == "last_conv_layers":
             out[f"generator.last_convs.{'.'.join(parts[2:])}"] = value
@@ -245,7 +419,7 @@ def overlord_config(original, base):
                          ("synthesis", ("reconstruction", "latent", "adversarial"))):
         for name in names:
             config[block]["loss_weights"][name] = float(original.get(f"{block}.loss_weights.{name}", "number"))
-    config["perceptual_loss"]["layers"] = [int(layer) for layer in original.get("perceptual_loss.layers", "numbers")]
+    config["perceptual_loss"]["layers"] = original.get("perceptual_loss.layers", "layers")
     config["perceptual_loss"]["normalize"] = original.get("perceptual_loss.normalize", "bool")
     img_shape = original.img_shape()
     n_labels = original.get("n_labels", "int")
@@ -285,11 +459,41 @@ def strip_data_parallel(state):
     return out
 
 
-def read_original_weights(path):
-    state = load_tensors(path, "weights")
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise UserError(f"{path} is not a state dict of tensors")
-    return strip_data_parallel(state)
+def check_original_tensors(state, path, notes):
+    """Every entry a named, dense, finite floating-point tensor; float16, bfloat16 and float64 are converted to
+    float32 (and `notes` says so). Returns the checked state."""
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+    converted = set()
+    out = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not TENSOR_KEY.fullmatch(key):
+            raise UserError(f"{path}: the key {shown(key)} is not a layer name (letters, digits, '_' and '.')")
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"{path}: {key} holds a {type(value).__name__}, not a tensor")
+        if value.layout != torch.strided or value.is_quantized or value.is_nested:
+            raise UserError(f"{path}: {key} is a {str(value.layout).replace('torch.', '')}"
+                            f"{' quantized' if value.is_quantized else ''} tensor; weights are dense tensors")
+        if value.dtype in CONVERTED_DTYPES:
+            converted.add(str(value.dtype).replace("torch.", ""))
+            value = value.float()
+        elif value.dtype != torch.float32:
+            raise UserError(f"{path}: {key} holds {str(value.dtype).replace('torch.', '')} values; weights are "
+                            "floating-point numbers")
+        if not bool(torch.isfinite(value).all()):
+            raise UserError(f"{path}: {key} holds NaN or infinite values")
+        out[key] = value
+    if converted:
+        notes.append(f"{path.name} holds {' and '.join(sorted(converted))} tensors, converted to float32")
+    return out
+
+
+def read_original_weights(path, expected_bytes, notes):
+    """The checked state dict of a published weight file. A file much larger than the weights its config
+    implies (float64 at most doubles them) is refused before it is read."""
+    limit = 2 * expected_bytes + (64 << 20)
+    state = load_tensors(path, "weights", max_bytes=limit)
+    return strip_data_parallel(check_original_tensors(state, path, notes))
 
 
 def convert(input_dir, presets):
@@ -308,19 +512,27 @@ def convert(input_dir, presets):
         config = overlord_config(OriginalConfig(original, config_path, OVERLORD_KEYS, OVERLORD_IGNORED),
                                  presets[kind])
         mapper = dict
-    config = configuration.validate(config)
+    try:
+        config = configuration.validate(config)
+    except UserError as error:
+        raise UserError(f"{config_path}: {error}") from None
     config["config_name"] = None
     config["seed"] = None
     config["imported"] = {"format": kind, "from": str(input_dir.resolve())}
+    sizes = {stage: check_model_size(config, stage, config_path) for stage in ("latent", "amortized")}
     stages = {}
     notes = []
     for stage, file_name in (("latent", "latent.pth"), ("amortized", "amortized.pth")):
         path = input_dir / file_name
-        if not path.is_file():
+        if not (path.exists() or path.is_symlink()):
             if stage == "latent":
                 raise UserError(f"missing {path}: the original writes it in stage 1")
             continue
-        state = mapper(read_original_weights(path))
+        try:
+            state = mapper(read_original_weights(path, sizes[stage], notes))
+        except UserError as error:
+            message = str(error)
+            raise UserError(message if str(path) in message else f"{path}: {message}") from None
         if kind == "overlord":
             state = stylegan_state(state, path)
         module = build_checked(config, stage, state, path)
@@ -343,29 +555,30 @@ def build_checked(config, stage, state, path):
 
 
 def import_model(base_dir, input_dir, model_name, presets, overwrite=False, quiet=False):
-    """Write cache/models/<model_name>/ from an original model directory; returns its path."""
+    """Write cache/models/<model_name>/ from an original model directory; returns its path.
+
+    Everything is read and checked first; then, under the model's lock, the existence check is made
+    (again) and the directory is assembled beside its place and renamed into it, replacing an old model
+    (with --overwrite) only at that instant."""
     base = BaseDir(base_dir)
     model_dir = base.model_dir(model_name)
     if Path(input_dir).resolve() == model_dir.resolve():
         raise UserError(f"{input_dir} is where model {model_name!r} would be written: import it under another name, "
                         f"e.g. {base.import_command(input_dir, model_name)}")
-    if model_dir.exists() and any(model_dir.iterdir()) and not overwrite:
-        raise UserError(f"model {model_name!r} already exists at {model_dir} (use --overwrite to replace it)")
+    exists = f"model {model_name!r} already exists at {model_dir} (use --overwrite to replace it)"
+    if model_exists(model_dir) and not overwrite:
+        raise UserError(exists)
     kind, config, stages, notes = convert(input_dir, presets)
     with ModelLock(model_dir):
-        if overwrite:
-            clear_model(base, model_name)
-        written = []
-        try:
+        remove_leftover_staging(model_dir)
+        if model_exists(model_dir) and not overwrite:
+            raise UserError(exists)
+        with staged_model_dir(model_dir) as staging:
             for stage, state in stages.items():
-                save_torch(weights_path(model_dir, stage), state)
-                written.append(weights_path(model_dir, stage))
-            atomic_write_json(model_dir / "config.json", config)
-        except BaseException:
-            for path in written:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
+                save_torch(weights_path(staging, stage), state)
+            atomic_write_json(staging / "config.json", config)
+        if overwrite:
+            remove_tensorboard(base, model_name)
     if not quiet:
         print(f"imported a {kind} model from {input_dir}: stages {', '.join(stages)}, images "
               f"{'x'.join(map(str, config['data']['img_shape']))}" + "".join(f"; {note}" for note in notes))

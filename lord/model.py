@@ -8,15 +8,20 @@
 
 Stages: `latent` (train), `amortized` (train-encoders), `synthesis` (train-synthesis, OverLORD).
 All weight files are loaded with `weights_only=True`: a file carrying a pickle payload runs no code.
+A file's checksum is checked before it is unpickled, and a config is checked (its structure, and the
+size of the networks it implies, measured on PyTorch's `meta` device) before any network is built.
 """
 
 import json
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lord.assets import BaseDir, read_json
+from lord import configuration
+from lord.assets import BaseDir, open_torch_file, read_json
 from lord.configuration import flatten
 from lord.errors import UserError
 from lord.networks import stylegan
@@ -34,27 +39,114 @@ def checkpoint_path(model_dir, stage):
     return Path(model_dir) / f"checkpoint-{stage}.pt"
 
 
+# The most a stage's weights may take in float32: a config asking for more is refused before anything is built.
+MAX_MODEL_BYTES = 4 * 2**30
+MAX_IMAGE_SIDE = 4096
+
+
 def read_config(model_dir):
-    return read_json(Path(model_dir) / "config.json", "model config")
+    path = Path(model_dir) / "config.json"
+    config = read_json(path, "model config")
+    check_model_config(config, path)
+    return config
+
+
+def check_model_config(config, origin):
+    """The structure every model's config.json has, so that a damaged one is one line naming it."""
+
+    def damaged(problem):
+        return UserError(f"damaged model config {origin}: {problem}")
+
+    if not isinstance(config, dict):
+        raise damaged(f"it holds a {type(config).__name__}, not a config object")
+    if config.get("arch", "lord") not in ("lord", "overlord"):
+        raise damaged(f"arch is {config.get('arch')!r}")
+    data = config.get("data")
+    if not isinstance(data, dict):
+        raise damaged("it has no `data` block")
+    shape = data.get("img_shape")
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(type(side) is int and 1 <= side <= MAX_IMAGE_SIDE for side in shape[:2])
+            or shape[2] not in (1, 3)):
+        raise damaged(f"data.img_shape is {shape!r}, not [height, width, 1 or 3] with sides up to {MAX_IMAGE_SIDE}")
+    counts = ("n_classes", "n_images") + (("n_labels",) if config.get("arch") == "overlord" else ())
+    for key in counts:
+        if type(data.get(key)) is not int or data[key] < 1:
+            raise damaged(f"data.{key} is {data.get(key)!r}, not a positive integer")
+    try:
+        configuration.validate(config)
+    except UserError as error:
+        raise damaged(str(error)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise damaged(f"{type(error).__name__} {error}") from None
+    return config
+
+
+def stage_weight_bytes(config, stage, origin):
+    """The bytes of the stage's weights in float32, from its networks built on the `meta` device (no memory)."""
+    try:
+        with torch.device("meta"):
+            module = stage_module_class(config, stage)(config)
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as error:
+        raise UserError(f"{origin}: the toolkit cannot build this model: {str(error).splitlines()[0]}") from None
+    return sum(tensor.numel() * 4 for tensor in module.state_dict().values())
+
+
+def check_model_size(config, stage, origin):
+    """Refuse a config whose stage would not fit the stated limit, before it is built; returns its bytes."""
+    size = stage_weight_bytes(config, stage, origin)
+    if size > MAX_MODEL_BYTES:
+        raise UserError(f"{origin}: its {stage} stage would take {size / 2**30:.1f} GiB of weights, more than the "
+                        f"{MAX_MODEL_BYTES // 2**30} GiB the toolkit builds")
+    return size
 
 
 def completed_stages(model_dir):
     return [stage for stage in STAGES if weights_path(model_dir, stage).is_file()]
 
 
-def load_tensors(path, what="weights"):
-    """torch.load restricted to tensors and plain containers; a pickle payload is refused, not run."""
+def load_tensors(path, what="weights", max_bytes=None):
+    """torch.load restricted to tensors and plain containers, of a regular file whose checksum (where it
+    has one) matches; a pickle payload is refused, not run."""
+    file, _ = open_torch_file(path, f"{what} file", max_bytes)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"missing {what} file {path}") from None
+        with file:
+            check_archive(file, path, what)
+            return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle payloads, torn or foreign files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load {what} file {path} safely: {first_line}") from None
 
 
+def check_archive(file, path, what):
+    """A zip archive (torch.save's format) whose members are stored as torch writes them: a compressed
+    member could unpack to far more memory than the file holds (a zip bomb), so it is refused unread."""
+    size = os.fstat(file.fileno()).st_size
+    try:
+        if not zipfile.is_zipfile(file):
+            return
+        file.seek(0)
+        members = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        file.seek(0)
+        return
+    finally:
+        file.seek(0)
+    packed = [member.filename for member in members if member.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise UserError(f"cannot load {what} file {path} safely: {packed[0][:100]} is compressed, which torch.save "
+                        "never does")
+    if sum(member.file_size for member in members) > size:
+        raise UserError(f"cannot load {what} file {path} safely: its members claim more bytes than the file has")
+
+
 def load_state_checked(module, state, origin):
     """load_state_dict, with an error naming the mismatched keys or shapes."""
+    if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor)
+                                              for key, value in state.items()):
+        raise UserError(f"{origin} is not a state dict of tensors")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -262,8 +354,18 @@ def load_stage(model_dir, stage, config=None):
             f"model {Path(model_dir).name} has no completed {stage} stage"
             + (f" (completed: {', '.join(done)})" if done else " (no stage completed yet)")
         )
-    module = module_class(config)
-    load_state_checked(module, load_tensors(path), str(path))
+    check_model_size(config, stage, f"model config {Path(model_dir) / 'config.json'}")
+    try:
+        module = module_class(config)
+    except (RuntimeError, ValueError, TypeError, KeyError) as error:
+        raise UserError(f"model config {Path(model_dir) / 'config.json'} cannot be built: "
+                        f"{str(error).splitlines()[0]}") from None
+    state = load_tensors(path)
+    load_state_checked(module, state, str(path))
+    bad = next((key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()),
+               None)
+    if bad is not None:
+        raise UserError(f"{path}: {bad} holds NaN or infinite values; retrain this stage with --overwrite")
     return module.eval()
 
 

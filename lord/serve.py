@@ -12,10 +12,13 @@ in temporary folders. Gradio is the optional extra `pip install -e .[web]`; ever
 
 import hashlib
 import importlib.util
+import ipaddress
 import json
 import logging
+import math
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lord.assets import BaseDir, atomic_write_bytes
+from lord.assets import BaseDir, atomic_write_bytes, lock_path, open_regular_file, read_bounded
 from lord.data.images import to_channels
 from lord.errors import UserError
 from lord.evaluation.face import FACE_LABELS
@@ -163,13 +166,17 @@ class Translation:
 
 
 def label_value(choice):
-    """The label value picked in the list (or typed, or sent by a script) as an int."""
+    """The label value picked in the list (or typed, or sent by a script) as an int: a whole number, never
+    a rounded one (2.7 is refused, not taken for 2); the model checks its range."""
     if choice is None or choice == "":
         raise UserError("no label value chosen")
-    try:
+    if isinstance(choice, float) and math.isfinite(choice) and choice.is_integer():
+        choice = int(choice)
+    if type(choice) is int:
+        return choice
+    if isinstance(choice, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,9}\s*", choice):
         return int(choice)
-    except (TypeError, ValueError):
-        raise UserError(f"label value {choice!r} is not a number from the list") from None
+    raise UserError(f"label value {str(choice)[:40]!r} is not a whole number from the list")
 
 
 def translate(model, image, label=None, reference=None):
@@ -274,7 +281,7 @@ def read_sample_grid(path):
 def training_process(model_dir):
     """The 'PID HOST' of the run holding the model's lock, or None."""
     try:
-        fields = (Path(model_dir) / "lock").read_text().split()
+        fields = lock_path(model_dir).read_text().split()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     return " on ".join(fields[:2]) if fields else "another process"
@@ -337,7 +344,7 @@ def overview_signature(base_dir, model_name):
     except UserError:
         return None
     signature = []
-    for path in [model_dir / "config.json", model_dir / "metrics.jsonl", model_dir / "lock",
+    for path in [model_dir / "config.json", model_dir / "metrics.jsonl", lock_path(model_dir),
                  *(weights_path(model_dir, stage) for stage in STAGES),
                  *(checkpoint_path(model_dir, stage) for stage in STAGES)]:
         try:
@@ -595,14 +602,53 @@ def build_page(base_dir, presets, results_dir, device="cpu", model_name=None):
     return page
 
 
-def serve(base_dir, model_name=None, host="127.0.0.1", port=7860, device="auto", presets=None, quiet=False):
-    """Serve the page until Ctrl-C."""
+def is_loopback(host):
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(text, origin="--auth"):
+    """(user, password) of `USER:PASSWORD`."""
+    user, colon, password = text.strip("\r\n").partition(":")
+    if not colon or not user or not password or "\n" in password:
+        raise UserError(f"{origin}: expected USER:PASSWORD (both not empty)")
+    return user, password
+
+
+def read_auth_file(path):
+    """(user, password) from a file holding one USER:PASSWORD line (kept off the command line, where every
+    user of the machine can read it)."""
+    with open_regular_file(path, "--auth-file", 4096) as file:
+        data = read_bounded(file, 4096, path, "--auth-file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--auth-file {path}: not a text file") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise UserError(f"--auth-file {path}: expected one line USER:PASSWORD")
+    return parse_auth(lines[0], f"--auth-file {path}")
+
+
+def serve(base_dir, model_name=None, host="127.0.0.1", port=7860, device="auto", presets=None, quiet=False,
+          auth=None):
+    """Serve the page until Ctrl-C; `auth` is a (user, password) every client must give, or None."""
     from lord.training.data import resolve_device
 
     if not Path(base_dir).is_dir():
         raise UserError(f"no base directory {base_dir}")
     if model_name is not None:
         BaseDir(base_dir).existing_model_dir(model_name)
+    if not is_loopback(host):
+        print(f"warning: serving on {host}, not only this machine: "
+              + ("every client must log in with --auth's user and password (sent unencrypted over http)"
+                 if auth else "anyone who can reach this address can use the page; give --auth or --auth-file "
+                 "to require a password"), file=sys.stderr, flush=True)
     device = resolve_device(device)
     with tempfile.TemporaryDirectory(prefix="lord-serve-") as results_dir:
         page = build_page(base_dir, presets or {}, results_dir, device=device, model_name=model_name)
@@ -612,7 +658,8 @@ def serve(base_dir, model_name=None, host="127.0.0.1", port=7860, device="auto",
         try:
             _, local_url, _ = page.launch(
                 server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, share=False,
-                max_file_size=MAX_UPLOAD_BYTES, css=PAGE_CSS, run_history=False, allowed_paths=[results_dir])
+                max_file_size=MAX_UPLOAD_BYTES, css=PAGE_CSS, run_history=False, allowed_paths=[results_dir],
+                auth=auth)
         except OSError:
             raise UserError(f"cannot serve on {host}:{port}: the port is taken or {host} is not an address of this "
                             "machine (choose another --port or --host)") from None

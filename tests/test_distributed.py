@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 import config
 from conftest import REPO, TINY_SETS, set_args
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 from lord.configuration import apply_overrides
 from lord.data import store
 from lord.training import data_block
@@ -171,7 +171,7 @@ def test_two_processes_match_one_process(runs):
     np.testing.assert_allclose(losses_of(two), losses_of(single), rtol=1e-2)
     assert set(weights(two)) == set(weights(single))
     assert sorted(p.name for p in (two / "samples").iterdir()) == sorted(p.name for p in (single / "samples").iterdir())
-    assert not (two / "lock").exists()
+    assert not lock_path(two).exists()
 
 
 def interrupted_run(base, name, processes):

@@ -128,6 +128,107 @@ def test_an_interrupted_export_leaves_nothing_behind(lord_base, offline, fast_cl
     assert sorted(path.name for path in tmp_path.iterdir()) == ["empty"] and not any(empty.iterdir())
 
 
+@pytest.mark.parametrize("kind", ["link to an empty directory", "link to nothing", "missing parent"])
+def test_the_export_target_is_checked_before_the_evaluation(lord_base, offline, run_cli, tmp_path, monkeypatch, kind):
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("the evaluation started")
+
+    monkeypatch.setattr(evaluation, "lord_codes", no_evaluation)
+    (tmp_path / "empty").mkdir()
+    export = tmp_path / "export"
+    if kind == "missing parent":
+        export = tmp_path / "nowhere" / "export"
+    else:
+        export.symlink_to(tmp_path / ("empty" if kind == "link to an empty directory" else "missing"))
+    before = files_under(tmp_path)
+    cli = run_cli("-bd", lord_base, "-q", "--device", "cpu", "evaluate", "-mn", "tiny", "-dn", "syn",
+                  "--output", tmp_path / "result.json", "--export", export)
+    assert cli.code == 1 and len(cli.err_lines) == 1 and "--export" in cli.err, cli
+    assert ("does not exist" if kind == "missing parent" else "symbolic link") in cli.err
+    assert files_under(tmp_path) == before
+
+
+def test_sigterm_cleans_up_as_sigint_does_and_never_touches_a_directory_it_did_not_make(lord_base, offline,
+                                                                                        fast_classifier, run_cli,
+                                                                                        tmp_path, monkeypatch):
+    import os
+    import signal
+
+    real = evaluation.TranslationExport.add_pairs
+
+    def add_then_terminate(self, *args):
+        real(self, *args)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(evaluation.TranslationExport, "add_pairs", add_then_terminate)
+    lookalike = tmp_path / f".new.export-{os.getpid()}-mine"
+    lookalike.mkdir()
+    (lookalike / "notes.txt").write_text("mine")
+    cli = run_cli("-bd", lord_base, "-q", "--device", "cpu", "evaluate", "-mn", "tiny", "-dn", "syn", "--n-pairs",
+                  "8", "--output", tmp_path / "result.json", "--export", tmp_path / "new")
+    errors = [line for line in cli.err_lines if not line.startswith("warning: ")]
+    assert cli.code == 130 and errors == ["error: SIGTERM received: the export was not written"], cli
+    assert sorted(path.name for path in tmp_path.iterdir()) == [lookalike.name]
+    assert (lookalike / "notes.txt").read_text() == "mine"
+
+
+# lord.py with the evaluation's networks offline, a short classifier, and a SIGKILL once the export holds files.
+KILLED_EXPORT = """
+import os, runpy, signal, sys
+import torch
+def offline(*args, **kwargs):
+    raise OSError("offline")
+torch.hub.load_state_dict_from_url = offline
+from lord.evaluation import classifier, export
+classifier.EPOCHS, classifier.MIN_STEPS = 1, 10
+real = export.TranslationExport.add_pairs
+def add_then_die(self, *args):
+    real(self, *args)
+    os.kill(os.getpid(), signal.SIGKILL)
+export.TranslationExport.add_pairs = add_then_die
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_after_a_sigkill_the_next_export_removes_the_leftover(lord_base, offline, fast_classifier, run_cli, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    args = ["-bd", str(lord_base), "-q", "--device", "cpu", "evaluate", "-mn", "tiny", "-dn", "syn", "--n-pairs", "8",
+            "--output", str(tmp_path / "result.json"), "--export", str(tmp_path / "new")]
+    process = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(REPO / "lord.py"), *args], capture_output=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)), timeout=300)
+    assert process.returncode == -9, process.stderr[-2000:]
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith(".new.export-") and files_under(leftover)
+    cli = run_cli(*args)
+    assert cli.code == 0, cli
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new", "result.json"]
+
+
+def test_a_failed_export_still_writes_the_result(lord_base, offline, fast_classifier, run_cli, tmp_path, monkeypatch):
+    import errno
+
+    from lord.evaluation import export
+
+    def full_disk(path, image):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "_save", full_disk)
+    output = tmp_path / "result.json"
+    cli = run_cli("-bd", lord_base, "-q", "--device", "cpu", "evaluate", "-mn", "tiny", "-dn", "syn", "--n-pairs", "8",
+                  "--output", output, "--export", tmp_path / "new")
+    errors = [line for line in cli.err_lines if not line.startswith("warning: ")]
+    assert cli.code == 1 and len(errors) == 1 and errors[0].startswith("error: the export was not written"), cli
+    assert "No space left on device" in errors[0] and f"the evaluation result was written to {output}" in errors[0]
+    assert json.loads(output.read_text())["model"] == "tiny"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
+
+
 @pytest.fixture(scope="module")
 def overlord_base(synthetic32_base, tmp_path_factory):
     """`syn32` and `over`, a pose-invariant OverLORD model trained 1 epoch in stages 1 and 2."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, set_args
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 
 # A wrapper that runs lord.py with every fsync slowed down, and says when a checkpoint is being written,
 # so that a kill can land inside a checkpoint write.
@@ -155,7 +155,7 @@ def test_sigint_saves_a_checkpoint_and_says_how_to_resume(base):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: SIGINT received") and "--resume" in lines[0]
     assert not (BaseDir(base).model_dir("interrupted") / "latent.pt").exists()
-    assert not (BaseDir(base).model_dir("interrupted") / "lock").exists()
+    assert not lock_path(BaseDir(base).model_dir("interrupted")).exists()
     run(base, "train", "interrupted", "--resume")
     assert_same_weights(base, "interrupted", "train")
 

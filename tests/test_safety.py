@@ -11,7 +11,7 @@ import torch
 
 from conftest import set_args
 from lord import assets
-from lord.assets import BaseDir, ModelLock, atomic_write_bytes, validate_name
+from lord.assets import BaseDir, ModelLock, atomic_write_bytes, lock_path, validate_name
 from lord.errors import UserError
 from lord.model import load_tensors
 
@@ -77,9 +77,9 @@ def test_bad_model_name_writes_nothing(base_with_data, run_cli):
 def test_second_process_is_refused_by_the_lock(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (tmp_path / "lock").write_text(f"{sleeper.pid} {__import__('socket').gethostname()} 0\n")
+        lock_path(tmp_path / "m").write_text(f"{sleeper.pid} {__import__('socket').gethostname()} 0\n")
         with pytest.raises(UserError, match=f"in use by process {sleeper.pid}"):
-            ModelLock(tmp_path).acquire()
+            ModelLock(tmp_path / "m").acquire()
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -88,11 +88,11 @@ def test_second_process_is_refused_by_the_lock(tmp_path):
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / "lock").write_text(f"{dead.pid} {__import__('socket').gethostname()} 0\n")
-    with ModelLock(tmp_path):
-        assert (tmp_path / "lock").read_text().split()[0] == str(os.getpid())
+    lock_path(tmp_path / "m").write_text(f"{dead.pid} {__import__('socket').gethostname()} 0\n")
+    with ModelLock(tmp_path / "m"):
+        assert lock_path(tmp_path / "m").read_text().split()[0] == str(os.getpid())
     assert "stale lock" in capsys.readouterr().err
-    assert not (tmp_path / "lock").exists()
+    assert not lock_path(tmp_path / "m").exists()
 
 
 def test_training_a_locked_model_is_refused(base_with_data, run_cli):
@@ -101,7 +101,7 @@ def test_training_a_locked_model_is_refused(base_with_data, run_cli):
     model_dir = BaseDir(base_with_data).model_dir("m")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (model_dir / "lock").write_text(f"{sleeper.pid} {__import__('socket').gethostname()} 0\n")
+        lock_path(model_dir).write_text(f"{sleeper.pid} {__import__('socket').gethostname()} 0\n")
         result = run_cli("-bd", base_with_data, "train-encoders", "-dn", "syn", "-mn", "m")
         assert result.code != 0 and "in use by process" in result.err
         assert not (model_dir / "amortized.pt").exists()

@@ -15,7 +15,7 @@ from PIL import Image
 import config
 from conftest import REPO
 from lord import serve
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 from lord.data import store
 from lord.errors import UserError
 from lord.inference import load_model
@@ -106,9 +106,12 @@ def test_overlord_translation_is_what_manipulate_writes(overlord_models, serve_b
 
 
 def test_label_value_from_the_list_or_a_script():
-    assert serve.label_value(2) == 2 and serve.label_value("2") == 2
+    assert serve.label_value(2) == 2 and serve.label_value("2") == 2 and serve.label_value(2.0) == 2
     for choice, message in ((None, "no label value chosen"), ("", "no label value chosen"),
-                            ("gamma", "not a number from the list")):
+                            ("gamma", "not a whole number from the list"), (2.7, "not a whole number"),
+                            ("2.7", "not a whole number"), (float("inf"), "not a whole number"),
+                            ("Infinity", "not a whole number"), (float("nan"), "not a whole number"),
+                            (True, "not a whole number"), ("1" * 40, "not a whole number")):
         with pytest.raises(UserError, match=message):
             serve.label_value(choice)
 
@@ -199,7 +202,7 @@ def test_overview_follows_a_run_in_progress(serve_base, tmp_path):
         "".join(json.dumps(record) + "\n" for record in records)
         + json.dumps({**latent, "stage": "amortized", "epoch": 2, "loss": 0.5}) + "\n"
         + '{"stage": "amortized", "epoch": 3, "lo')
-    (model_dir / "lock").write_text("4242 trainer-host 0\n")
+    lock_path(model_dir).write_text("4242 trainer-host 0\n")
     assert serve.overview_signature(base, "lord") != signature
     overview = serve.model_overview(base, "lord", PRESETS)
     assert dict(overview.stages)["amortized"] == "epoch 2 of 1 finished"

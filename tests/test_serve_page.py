@@ -25,7 +25,7 @@ from PIL import Image
 
 from conftest import REPO
 from lord import serve
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 from lord.data import store
 from lord.inference import load_model
 
@@ -246,7 +246,7 @@ def test_model_tab_follows_a_run(server, browser, served):
     with open(model_dir / "metrics.jsonl", "a") as metrics:
         metrics.write(json.dumps({"stage": "amortized", "epoch": 1, "loss": 0.25, "reconstruction": 0.2,
                                   "seconds": record["seconds"]}) + "\n")
-    (model_dir / "lock").write_text("4242 trainer-host 0\n")
+    lock_path(model_dir).write_text("4242 trainer-host 0\n")
     wait_for(lambda: "stage 2, amortized encoders: epoch 1 of" in text_of(browser, "overview"), "the refresh")
     assert "a training run holds the model's lock" in text_of(browser, "overview")
     wait_for(lambda: displayed(browser, "losses-amortized-1"), "the stage 2 loss curves")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import set_args
-from lord.assets import BaseDir
+from lord.assets import BaseDir, lock_path
 from lord.data import store
 from lord.model import AmortizedModel, LatentModel, load_stage, read_config
 from lord.training.embeddings import EmbeddingAdam
@@ -82,7 +82,7 @@ def test_model_directory_contents(trained):
     assert samples == [f"amortized-epoch-000{i}.png" for i in range(1, 5)] + [f"latent-epoch-000{i}.png" for i in range(1, 5)]
     events = list(BaseDir(base).tensorboard_dir("m").glob("events.out.tfevents.*"))
     assert events and all(path.stat().st_size > 100 for path in events)
-    assert not list(model_dir.glob(".*tmp*")) and not (model_dir / "lock").exists()
+    assert not list(model_dir.glob(".*tmp*")) and not lock_path(model_dir).exists()
 
 
 def test_translation_grid_layout(trained):
@@ -210,7 +210,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(base_with_
     checkpoint = torch.load(model_dir / "checkpoint-latent.pt", weights_only=True)
     assert checkpoint["global_step"] <= 57
     assert all(torch.isfinite(value).all() for value in checkpoint["stage_state"]["model"].values())
-    assert not (model_dir / "latent.pt").exists() and not (model_dir / "lock").exists()
+    assert not (model_dir / "latent.pt").exists() and not lock_path(model_dir).exists()
 
 
 def test_one_class_data_is_refused(base_with_data, run_cli):

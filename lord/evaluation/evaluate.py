@@ -366,11 +366,14 @@ def evaluate(base_dir, model_name, data_name, stage=None, output=None, n_pairs=D
         exporter = None if export_dir is None else stack.enter_context(TranslationExport(export_dir, labels))
         result.update(metric_families(codes, images, labels, dataset.contents, overlord, distances, n_pairs, seed,
                                       batch_size, quiet, export=exporter, face=face or is_face_data(dataset)))
+        atomic_write_json(output, result)
         if exporter is not None:
             attribute = config["labeled_attribute"] if overlord else "classes"
-            exporter.commit(dict(result, evaluation=str(output), labeled_attribute=attribute,
-                                 label_names=label_names(dataset, attribute)))
-    atomic_write_json(output, result)
+            try:
+                exporter.commit(dict(result, evaluation=str(output), labeled_attribute=attribute,
+                                     label_names=label_names(dataset, attribute)))
+            except UserError as error:
+                raise UserError(f"{error} (the evaluation result was written to {output})") from None
     if not quiet:
         print(summary(result, codes.source, len(dataset), len(np.unique(labels)), overlord,
                       time.perf_counter() - started))

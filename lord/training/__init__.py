@@ -2,7 +2,11 @@
 `train-synthesis` run, for LORD and OverLORD models alike (the config's `arch` decides).
 
 Each function validates everything it can (names, data, config, weights) before it touches the
-model directory, so a mistake leaves no trace; then it locks the model directory for the run.
+model directory, so a mistake leaves no trace; then it locks the model, repeats the existence checks
+under the lock, and runs. A new model's directory appears complete with its config.json (assembled
+beside it, renamed into place, replacing an old model with --overwrite only at that instant); the run
+then writes its checkpoints and final weights there, each file atomically, so that an interrupted run
+is found by --resume.
 """
 
 import contextlib
@@ -12,7 +16,10 @@ import numpy as np
 import torch
 
 from lord import configuration
-from lord.assets import BaseDir, ModelLock, atomic_write_json, clear_model, is_published_model_dir
+from lord.assets import (
+    BaseDir, ModelLock, atomic_write_json, is_published_model_dir, model_exists, remove_leftover_staging,
+    remove_tensorboard, staged_model_dir,
+)
 from lord.data import store
 from lord.errors import UserError
 from lord.model import (
@@ -109,8 +116,13 @@ def check_batch_size(batch_size, dataset, key):
         raise UserError(f"{key}={batch_size} is larger than the {len(dataset)} training images")
 
 
-def _model_dir_in_use(model_dir):
-    return model_dir.exists() and any(model_dir.iterdir())
+def existing_model_message(model_name, model_dir):
+    return (f"model {model_name!r} already exists at {model_dir} (use --overwrite to replace it, or --resume to "
+            "continue it)")
+
+
+def existing_stage_message(model_name, stage_name, done):
+    return f"model {model_name!r} already has {TRAINED_WHAT[stage_name]} ({done}); use --overwrite to retrain"
 
 
 def train(base_dir, data_name, model_name, config, overrides=(), config_name=None, overwrite=False,
@@ -127,15 +139,14 @@ def train(base_dir, data_name, model_name, config, overrides=(), config_name=Non
         config = read_config(model_dir)
         check_same_data(config, data_name, dataset, "resuming train")
     else:
-        if _model_dir_in_use(model_dir) and not overwrite:
-            raise UserError(f"model {model_name!r} already exists at {model_dir} (use --overwrite to replace it, "
-                            "or --resume to continue it)")
+        if model_exists(model_dir) and not overwrite:
+            raise UserError(existing_model_message(model_name, model_dir))
         config = configuration.apply_overrides(config, overrides)
         config["config_name"] = config_name
         config["seed"] = seed
         config["data"] = data_block(data_name, dataset, config)
     return _run_stage(base, model_name, data_name, dataset, config, "latent", device=device, seed=seed,
-                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes)
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes, overwrite=overwrite)
 
 
 def train_encoders(base_dir, data_name, model_name, overrides=(), overwrite=False, device="auto", seed=0,
@@ -198,10 +209,9 @@ def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, o
     config = configuration.apply_overrides(config, overrides, allowed_prefixes=override_prefixes(config, stage_name))
     done = weights_path(model_dir, stage_name)
     if not resume and done.exists() and not overwrite:
-        raise UserError(f"model {model_name!r} already has {TRAINED_WHAT[stage_name]} ({done}); "
-                        "use --overwrite to retrain")
+        raise UserError(existing_stage_message(model_name, stage_name, done))
     return _run_stage(base, model_name, data_name, dataset, config, stage_name, device=device, seed=seed,
-                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes)
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes, overwrite=overwrite)
 
 
 def build_stage(stage_name, config, dataset, device, seed, model_dir, distributed=None):
@@ -226,8 +236,34 @@ def build_stage(stage_name, config, dataset, device, seed, model_dir, distribute
     return stage_class(config, dataset, device, *previous, seed=seed, distributed=distributed)
 
 
+def prepare_model_dir(base, model_name, config, stage_name, resume, overwrite):
+    """Under the model's lock: the existence checks once more (another process may have written the model
+    since the first ones), then a new model directory holding config.json, or a later stage's old files gone."""
+    model_dir = base.model_dir(model_name)
+    remove_leftover_staging(model_dir)
+    done = weights_path(model_dir, stage_name)
+    if resume:
+        base.existing_model_dir(model_name)
+        return
+    if stage_name == "latent":
+        if model_exists(model_dir) and not overwrite:
+            raise UserError(existing_model_message(model_name, model_dir))
+        with staged_model_dir(model_dir) as staging:
+            atomic_write_json(staging / "config.json", config)
+        if overwrite:
+            remove_tensorboard(base, model_name)
+        return
+    base.existing_model_dir(model_name)
+    if done.exists() and not overwrite:
+        raise UserError(existing_stage_message(model_name, stage_name, done))
+    for stale in (done, checkpoint_path(model_dir, stage_name)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    atomic_write_json(model_dir / "config.json", config)
+
+
 def _run_stage(base, model_name, data_name, dataset, config, stage_name, device, seed, quiet, resume,
-               checkpoint_minutes):
+               checkpoint_minutes, overwrite=False):
     """What every stage shares once its config is settled: the last checks, building the stage from
     the earlier stages' weights, the lock, preparing the directory, and the loop. Under torchrun every
     process runs this; rank 0 alone touches the model directory."""
@@ -241,14 +277,8 @@ def _run_stage(base, model_name, data_name, dataset, config, stage_name, device,
     done = weights_path(model_dir, stage_name)
     lock = ModelLock(model_dir) if distributed.is_main else contextlib.nullcontext()
     with lock:
-        if not resume and distributed.is_main:
-            if stage_name == "latent":
-                clear_model(base, model_name)
-            else:
-                for stale in (done, checkpoint_path(model_dir, stage_name)):
-                    with contextlib.suppress(FileNotFoundError):
-                        stale.unlink()
-            atomic_write_json(model_dir / "config.json", config)
+        if distributed.is_main:
+            prepare_model_dir(base, model_name, config, stage_name, resume, overwrite)
         distributed.barrier()
         run = Run(stage, model_dir, base.tensorboard_dir(model_name), seed=seed, quiet=quiet,
                   checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"],

@@ -248,14 +248,18 @@ class Run:
         state = load_tensors(self.checkpoint_path, "checkpoint")
         if not isinstance(state, dict) or state.get("stage") != self.stage.name:
             raise UserError(f"{self.checkpoint_path} is not a {self.stage.name} checkpoint")
-        if state["steps_per_epoch"] != self.steps_per_epoch:
+        if state.get("steps_per_epoch") != self.steps_per_epoch:
             raise UserError(
-                f"{self.checkpoint_path} was written with {state['steps_per_epoch']} steps per epoch, "
+                f"{self.checkpoint_path} was written with {state.get('steps_per_epoch')} steps per epoch, "
                 f"this run has {self.steps_per_epoch}: the data or batch size changed"
             )
-        self.stage.load_state_dict(state["stage_state"])
-        self.stage.set_rng_state(state["stage_rng"])
-        restore_rng_state(state["rng"])
+        try:  # a checkpoint of an earlier version carries no checksum: damage shows here at the latest
+            self.stage.load_state_dict(state["stage_state"])
+            self.stage.set_rng_state(state["stage_rng"])
+            restore_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, IndexError, AttributeError) as error:
+            raise UserError(f"damaged: checkpoint file {self.checkpoint_path} cannot be restored "
+                            f"({type(error).__name__}); use the previous checkpoint or --overwrite") from None
         sums = state["loss_sums"]
         if self.distributed.enabled and not self.is_main:
             sums = {key: torch.zeros_like(value) for key, value in sums.items()}
