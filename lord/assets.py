@@ -186,16 +186,21 @@ class ModelLock:
     """An exclusive lock on a model directory, holding the owner's PID and host.
 
     A second process trying to train the same model is refused; a lock left by a dead process on
-    this host is taken over with a warning.
+    this host is taken over with a warning. Under torchrun the lock also holds the job's run id, and
+    a restarted worker group of that job (`restart_of` = its run id) takes over its own dead
+    predecessor's lock on any host (torchrun starts a group again only once the old one is stopped).
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, run_id=None, restart_of=None):
         self.path = Path(model_dir) / "lock"
         self.held = False
+        self.run_id = run_id or restart_of
+        self.restart_of = restart_of
 
     def acquire(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}\n"
+        owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}"
+        owner += f" {self.run_id}\n" if self.run_id else "\n"
         for _ in range(2):
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -215,6 +220,12 @@ class ModelLock:
             return
         pid = int(fields[0]) if fields and fields[0].isdigit() else None
         host = fields[1] if len(fields) > 1 else None
+        if self.restart_of is not None and fields[3:4] == [self.restart_of]:
+            print(f"warning: taking over the lock {self.path} of process {pid} on {host}, this torchrun job's "
+                  "previous attempt", file=sys.stderr)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
         if pid is not None and host == socket.gethostname() and not _pid_alive(pid):
             print(
                 f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
