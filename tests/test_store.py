@@ -89,7 +89,7 @@ def test_pickled_object_arrays_are_refused(tmp_path):
         store.load(path)
 
 
-def test_images_are_mapped_read_only_from_the_file(tmp_path):
+def test_images_are_mapped_read_only_from_the_file(tmp_path, monkeypatch):
     from lord.data import mapped
     from lord.training.data import DeviceImages
     from lord.training.distributed import Distributed
@@ -106,6 +106,12 @@ def test_images_are_mapped_read_only_from_the_file(tmp_path):
     assert images.images.data_ptr() == share.ctypes.data
     np.testing.assert_array_equal(images.batch(torch.tensor([2, 0])).permute(0, 2, 3, 1).mul(255).round().byte(),
                                   dataset.imgs[[5, 1]])
+    # What a GPU process does with its share: copied a chunk of rows at a time (here into host memory).
+    from lord.training import data
+
+    monkeypatch.setattr(data, "COPY_CHUNK_BYTES", 2 * 8 * 8 * 3)
+    np.testing.assert_array_equal(data.copy_rows(share, torch.empty(share.shape, dtype=torch.uint8)).numpy(),
+                                  dataset.imgs[1::2])
 
 
 def test_a_file_with_compressed_members_is_read_with_a_note(tmp_path, capsys):

@@ -158,8 +158,9 @@ class ElasticAttempt:
 
 
 def process_memory():
-    """This process's resident, proportional (shared pages divided among their users) and private
-    memory in bytes, from /proc/self/smaps_rollup; None where the system has no such file."""
+    """This process's resident, proportional (shared pages divided among their users) and anonymous
+    (its own: not file pages, which the page cache holds once per machine) memory in bytes, from
+    /proc/self/smaps_rollup; None where the system has no such file."""
     try:
         text = open("/proc/self/smaps_rollup").read()
     except OSError:
@@ -169,8 +170,7 @@ def process_memory():
         parts = line.split()
         if len(parts) >= 2 and parts[1].isdigit():
             fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
-            "private": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "anonymous": fields.get("Anonymous", 0)}
 
 
 def describe_processes(distributed, n_images, device, attempt=None):
@@ -178,10 +178,10 @@ def describe_processes(distributed, n_images, device, attempt=None):
     of the images and memory (a collective; every process gets the lines, rank 0 prints them)."""
     if not distributed.enabled:
         return []
-    memory = process_memory() or {"rss": -1, "pss": -1, "private": -1}
+    memory = process_memory() or {"rss": -1, "pss": -1, "anonymous": -1}
     device_bytes = torch.cuda.memory_allocated(device) if device.type == "cuda" else -1
     mine = torch.tensor([len(range(distributed.rank, n_images, distributed.world_size)), memory["rss"],
-                         memory["pss"], memory["private"], device_bytes], dtype=torch.int64, device=device)
+                         memory["pss"], memory["anonymous"], device_bytes], dtype=torch.int64, device=device)
     everyone = [torch.empty_like(mine) for _ in range(distributed.world_size)]
     dist.all_gather(everyone, mine)
     restart = ""
@@ -191,11 +191,11 @@ def describe_processes(distributed, n_images, device, attempt=None):
              f"{n_images} images{restart}"]
     mib = 2.0**20
     for rank, values in enumerate(everyone):
-        share, rss, pss, private, on_device = (int(v) for v in values.tolist())
+        share, rss, pss, anonymous, on_device = (int(v) for v in values.tolist())
         line = f"  rank {rank}: {share} images"
         if rss >= 0:
             line += (f", memory {rss / mib:.0f} MiB resident, {pss / mib:.0f} MiB proportional, "
-                     f"{private / mib:.0f} MiB private")
+                     f"{anonymous / mib:.0f} MiB its own (anonymous)")
         if on_device >= 0:
             line += f", {on_device / mib:.0f} MiB on its GPU"
         lines.append(line)
