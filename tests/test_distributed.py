@@ -239,17 +239,17 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def killed_and_restarted(base, tmp_path, name, where, nth):
-    """A two-process run under `torchrun --max-restarts 1` whose rank 0 is killed with SIGKILL at its nth
-    checkpoint write; returns (exit code, stdout, stderr) of the whole job."""
+def killed_and_restarted(base, tmp_path, name, where, nth, args=TRAIN, checkpoint_steps=50):
+    """A two-process run of `args` under `torchrun --max-restarts 1` whose rank 0 is killed with SIGKILL at
+    its nth checkpoint write; returns (exit code, stdout, stderr) of the whole job."""
     worker = tmp_path / "stalling_worker.py"
     worker.write_text(STALLING_WORKER)
     flag = tmp_path / f"{name}.pid"
     env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1", PYTHONPATH=str(REPO),
                STALL_AT=str(nth), STALL_WHERE=where, STALL_FLAG=str(flag))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "--max-restarts", "1", str(worker), str(REPO / "lord.py"), "-bd", str(base), *TRAIN, "-mn", name,
-               "--checkpoint-steps", "50"]
+               "--max-restarts", "1", str(worker), str(REPO / "lord.py"), "-bd", str(base), *args, "-mn", name,
+               "--checkpoint-steps", str(checkpoint_steps)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not flag.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -288,6 +288,28 @@ def test_a_killed_worker_is_restarted_by_torchrun_and_the_run_ends_as_if_uninter
     # The loss sums resume as the all-reduced total on rank 0: summed in another order, equal to rounding.
     np.testing.assert_allclose(losses_of(model_dir), losses_of(BaseDir(runs).model_dir("two")), rtol=1e-6)
     assert not list(model_dir.glob(".*.tmp-*")) and not (model_dir / "lock").exists()
+
+
+ENCODERS = ["train-encoders", "-dn", "syn", "--set", "train_encoders.n_epochs=2"]
+
+
+def test_a_killed_train_encoders_worker_is_restarted_too(runs, tmp_path):
+    """Stage 2 under torchrun: killed after its first checkpoint (step 25 of 40), restarted, continued,
+    and ending with the uninterrupted two-process stage's weights."""
+    import shutil
+
+    models = BaseDir(runs)
+    for name in ("encoders-reference", "encoders-elastic"):
+        shutil.copytree(models.model_dir("two"), models.model_dir(name))
+    finished(torchrun(runs, *ENCODERS, "-mn", "encoders-reference"))
+    code, out, err = killed_and_restarted(runs, tmp_path, "encoders-elastic", "after", 1, ENCODERS, 25)
+    assert code == 0, err[-3000:]
+    assert "resuming amortized at epoch 1, step 25 of 40" in out
+    reference = torch.load(models.model_dir("encoders-reference") / "amortized.pt", weights_only=True)
+    restarted = torch.load(models.model_dir("encoders-elastic") / "amortized.pt", weights_only=True)
+    assert set(restarted) == set(reference)
+    for key, value in reference.items():
+        assert torch.equal(restarted[key], value), key
 
 
 def documented_two_node_commands():
