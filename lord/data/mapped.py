@@ -2,7 +2,7 @@
 the images a preprocess run decodes before it writes them.
 
 A read-only shared mapping puts the file's pages in the page cache once per machine, however many
-processes map it, and counts them in no process's private memory. Pages a process has touched through a
+processes map it, and in no process's own (anonymous) memory. Pages a process has touched through a
 mapping stay in its resident set until unmapped or released; `release` drops them (the page cache keeps
 them), so that copying a mapped set through one process does not grow that process's memory.
 """
@@ -142,7 +142,10 @@ class Spool:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {rows.shape[1:]} appended to a spool of {self.row_shape}")
-        os.pwrite(self.file.fileno(), memoryview(rows).cast("B"), self.rows * self.row_bytes)
+        data, offset = memoryview(rows).cast("B"), self.rows * self.row_bytes
+        while len(data):
+            written = os.pwrite(self.file.fileno(), data, offset)
+            data, offset = data[written:], offset + written
         self.rows += len(rows)
 
     def finish(self):
