@@ -99,7 +99,7 @@ def cmd_split_samples(args):
 def training_options(args):
     return dict(
         device=args.device, seed=args.seed, quiet=args.quiet, resume=args.resume,
-        checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
     )
 
 
@@ -241,6 +241,8 @@ def add_training_arguments(parser, set_help):
     parser.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                         help="also checkpoint every M minutes inside an epoch (default: 10)")
+    parser.add_argument("--checkpoint-steps", type=positive_int, metavar="K",
+                        help="also checkpoint every K steps, which bounds the work a failure loses (default: off)")
 
 
 LABEL_HELP = ("translate to this label value only: an index 0..N-1 into the model's label values; "

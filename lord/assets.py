@@ -393,23 +393,27 @@ def lock_path(model_dir):
     model_dir = Path(model_dir)
     return model_dir.parent / f".{model_dir.name}.lock"
 
-
 class ModelLock:
     """An exclusive lock on a model name, holding the owner's PID and host.
 
     A second process writing the same model is refused; a lock left by a dead process on this host
-    is taken over with a warning.
+    is taken over with a warning. Under torchrun the lock also holds the job's run id, and a restarted
+    worker group of that job (`restart_of` = its run id) takes over its own dead predecessor's lock on
+    any host (torchrun starts a group again only once the old one is stopped).
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, run_id=None, restart_of=None):
         self.path = lock_path(model_dir)
         self.model_dir = Path(model_dir)
         self.held = False
+        self.run_id = run_id or restart_of
+        self.restart_of = restart_of
 
     def acquire(self):
         """Take the lock: the owner's line is written to a file of this process's own, then linked to the
         lock's name (atomic, and failing where a lock exists), so a lock is never seen half written."""
-        owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}\n"
+        owner = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}"
+        owner += f" {self.run_id}\n" if self.run_id else "\n"
         written = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -430,9 +434,10 @@ class ModelLock:
         raise UserError(f"cannot lock {self.path}")
 
     def _take_over_if_stale(self):
-        """Remove the lock of a dead process on this host; refuse a live one. The stale file is first moved
-        to a name of this process's own, so that of two processes taking over one stale lock, only one
-        removes it (and never the fresh lock the other has made meanwhile)."""
+        """Remove the lock of a dead process on this host, or of this torchrun job's previous attempt; refuse
+        a live one. The stale file is first moved to a name of this process's own, so that of two processes
+        taking over one stale lock, only one removes it (and never the fresh lock the other has made
+        meanwhile)."""
         try:
             seen = self.path.read_bytes()
         except FileNotFoundError:
@@ -440,7 +445,8 @@ class ModelLock:
         fields = seen.decode("utf-8", "replace").split()
         pid = int(fields[0]) if fields and fields[0].isdigit() and len(fields[0]) < 10 else None
         host = fields[1] if len(fields) > 1 else None
-        if pid is not None and host == socket.gethostname() and not pid_alive(pid):
+        own_job = self.restart_of is not None and fields[3:4] == [self.restart_of]
+        if own_job or (pid is not None and host == socket.gethostname() and not pid_alive(pid)):
             moved = self.path.with_name(f"{self.path.name}.tmp-stale-{os.getpid()}")
             try:
                 os.rename(self.path, moved)
@@ -453,10 +459,12 @@ class ModelLock:
                 raise UserError(f"model directory {self.model_dir} is in use by another process "
                                 f"(lock file {self.path})")
             moved.unlink()
-            print(
-                f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
-                file=sys.stderr,
-            )
+            if own_job:
+                print(f"warning: taking over the lock {self.path} of process {pid} on {host}, this torchrun "
+                      "job's previous attempt", file=sys.stderr)
+            else:
+                print(f"warning: taking over the stale lock {self.path} of process {pid}, which is gone",
+                      file=sys.stderr)
             return
         where = f"process {pid} on {host}" if pid is not None else "another process"
         raise UserError(

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from lord.data import store
 from lord.errors import UserError
@@ -86,3 +87,135 @@ def test_pickled_object_arrays_are_refused(tmp_path):
              n_classes=np.array(2), names=np.array([{"a": 1}, None], dtype=object))
     with pytest.raises(UserError):
         store.load(path)
+
+
+def test_images_are_mapped_read_only_from_the_file(tmp_path, monkeypatch):
+    from lord.data import mapped
+    from lord.training.data import DeviceImages
+    from lord.training.distributed import Distributed
+
+    dataset = small_dataset(masks=np.ones((12, 8, 8), np.uint8))
+    store.save(tmp_path / "d.npz", dataset)
+    loaded = store.load(tmp_path / "d.npz")
+    for array in (loaded.imgs, loaded.extras["masks"]):
+        assert mapped.mapping_of(array) is not None and not array.flags.writeable
+    np.testing.assert_array_equal(loaded.imgs, dataset.imgs)
+    # A CPU process trains on a view of the mapping: its share is not copied.
+    share = Distributed(rank=1, world_size=2).shard(loaded.imgs)
+    images = DeviceImages(share, torch.device("cpu"))
+    assert images.images.data_ptr() == share.ctypes.data
+    np.testing.assert_array_equal(images.batch(torch.tensor([2, 0])).permute(0, 2, 3, 1).mul(255).round().byte(),
+                                  dataset.imgs[[5, 1]])
+    # What a GPU process does with its share: copied a chunk of rows at a time (here into host memory).
+    from lord.training import data
+
+    monkeypatch.setattr(data, "COPY_CHUNK_BYTES", 2 * 8 * 8 * 3)
+    np.testing.assert_array_equal(data.copy_rows(share, torch.empty(share.shape, dtype=torch.uint8)).numpy(),
+                                  dataset.imgs[1::2])
+
+
+def test_a_file_with_compressed_members_is_read_with_a_note(tmp_path, capsys):
+    dataset = small_dataset(masks=np.ones((12, 8, 8), np.uint8))
+    np.savez_compressed(tmp_path / "old.npz", **dataset.arrays())
+    loaded = store.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(loaded.imgs, dataset.imgs)
+    np.testing.assert_array_equal(loaded.extras["masks"], dataset.extras["masks"])
+    assert "written by an older version" in capsys.readouterr().err
+
+
+def imgs_header_offset(path):
+    """Where the .npy magic of the imgs member starts in the file."""
+    data = path.read_bytes()
+    start = data.index(b"imgs.npy")
+    return data.index(b"\x93NUMPY", start)
+
+
+@pytest.mark.parametrize("damage", ["shape", "truncated", "local header"])
+def test_a_damaged_file_is_one_clear_line(tmp_path, damage, run_cli):
+    import zipfile
+
+    from conftest import visible_lines
+
+    path = tmp_path / "cache" / "preprocess" / "d.npz"
+    path.parent.mkdir(parents=True)
+    store.save(path, small_dataset())
+    data = bytearray(path.read_bytes())
+    if damage == "shape":
+        at = data.index(b"(12, 8, 8, 3)", imgs_header_offset(path))
+        data[at : at + 13] = b"(99, 8, 8, 3)"
+    elif damage == "truncated":
+        # imgs comes after classes and contents: drop the tail of its pixels but keep the directory.
+        at = imgs_header_offset(path) + 200
+        with zipfile.ZipFile(path) as archive:
+            directory_start = min(info.header_offset for info in archive.infolist() if info.filename > "imgs")
+        data = data[:at] + data[directory_start:]
+    else:
+        at = data.rindex(b"PK\x03\x04", 0, imgs_header_offset(path))
+        data[at : at + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    with pytest.raises(Exception) as raised:
+        store.load(path)
+    assert raised.type.__name__ == "UserError" and str(path) in str(raised.value)
+    result = run_cli("-bd", tmp_path, "train", "-dn", "d", "-mn", "m", "-cf", "lord-tiny")
+    assert result.code == 1 and len(result.err_lines) == 1 and result.err_lines[0].startswith("error: ")
+
+
+READ_ONLY_LOAD = """
+import mmap, os, sys
+folder = sys.argv[1]
+def refuse_writes(event, args):
+    if event == "open" and str(args[0]).startswith(folder) and (
+            any(flag in str(args[1] or "") for flag in "wax+") or (args[2] or 0) & (os.O_WRONLY | os.O_RDWR)):
+        raise PermissionError(f"write access to {args[0]}")
+    if event == "mmap.__new__" and args[2] != mmap.ACCESS_READ:
+        raise PermissionError("a writable mapping")
+sys.addaudithook(refuse_writes)
+from lord.data import store
+dataset = store.load(os.path.join(folder, "d.npz"))
+print(int(dataset.imgs.sum()))
+"""
+
+
+def test_a_file_in_a_read_only_folder_loads(tmp_path):
+    """The folder is made read-only, and (as root ignores that) every open for writing and every
+    writable mapping of a file in it fails in the loading process."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    dataset = small_dataset()
+    store.save(folder / "d.npz", dataset)
+    (folder / "d.npz").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run([sys.executable, "-c", READ_ONLY_LOAD, str(folder)], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout) == int(dataset.imgs.sum())
+
+
+def test_preprocess_streams_into_the_same_file_as_an_in_memory_save(tmp_path):
+    from PIL import Image
+
+    from lord.data import load_dataset, mapped, preprocess
+
+    rng = np.random.default_rng(0)
+    for name in "ab":
+        (tmp_path / "raw" / name).mkdir(parents=True)
+        for index in range(5):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "raw" / name / f"{index}.png")
+    (tmp_path / "raw" / "b" / "bad.png").write_text("not an image")
+    streamed = preprocess(tmp_path / "base", "folder", tmp_path / "raw", "f", img_size=16, skip_bad=True, workers=1,
+                          quiet=True)
+    in_memory = load_dataset("folder", tmp_path / "raw", img_size=16, skip_bad=True, workers=1, quiet=True)
+    assert mapped.mapping_of(in_memory.imgs) is None and mapped.mapping_of(store.load(streamed).imgs) is not None
+    assert len(in_memory) == 10
+    store.save(tmp_path / "memory.npz", in_memory)
+    assert streamed.read_bytes() == (tmp_path / "memory.npz").read_bytes()
+    assert [p.name for p in streamed.parent.iterdir()] == ["f.npz"]

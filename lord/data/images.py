@@ -1,5 +1,7 @@
 """Decoding and resizing images, and filling one preallocated array from many files in parallel."""
 
+import contextlib
+import contextvars
 import multiprocessing
 import os
 import time
@@ -9,7 +11,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from lord.data.mapped import Spool
 from lord.errors import UserError
+
+# Where `fill_array` writes the rows it decodes (see `spooled_to`); None: into memory.
+SPOOL_DIRECTORY = contextvars.ContextVar("spool_directory", default=None)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -130,6 +136,18 @@ def resize_all(imgs, height, width=None, desc="resizing", quiet=False, resize_wi
     return out
 
 
+@contextlib.contextmanager
+def spooled_to(directory):
+    """Within this block `fill_array` writes each decoded row into an unnamed temporary file in
+    `directory` as it arrives and returns the rows mapped from it, so a preprocess run's memory does
+    not grow with the number of images (the loaders need not know)."""
+    token = SPOOL_DIRECTORY.set(str(directory))
+    try:
+        yield
+    finally:
+        SPOOL_DIRECTORY.reset(token)
+
+
 def default_workers():
     return os.cpu_count() or 1
 
@@ -160,12 +178,15 @@ def fill_array(
     if counts.shape != (len(items),) or (counts < 0).any():
         raise ValueError(f"rows must hold one non-negative count per item, got shape {counts.shape}")
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    out = np.empty((int(offsets[-1]),) + tuple(shape), dtype=dtype)
-    kept = np.ones(len(out), dtype=bool)
+    total = int(offsets[-1])
+    spool_directory = SPOOL_DIRECTORY.get()
+    spool = None if spool_directory is None else Spool(spool_directory, shape, dtype)
+    out = np.empty((total if spool is None else 0,) + tuple(shape), dtype=dtype)
+    kept = np.ones(total, dtype=bool)
     workers = default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(1, len(items)))
     start = time.perf_counter()
-    bar = tqdm(total=len(out), desc=desc, unit="img", disable=quiet, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="img", disable=quiet, dynamic_ncols=True, leave=False)
     tasks = ((function, item) for item in items)
     pool = None
     if workers > 1:
@@ -183,24 +204,30 @@ def fill_array(
                 kept[first:last] = False
                 skipped.append(error)
             else:
-                expected = out.shape[1:] if rows is None else (last - first,) + out.shape[1:]
+                expected = tuple(shape) if rows is None else (last - first,) + tuple(shape)
                 if array.shape != expected:
                     raise UserError(f"{items[index]} gave an array of shape {array.shape}, expected {expected}")
-                if rows is None:
+                if spool is not None:
+                    spool.append(array[None] if rows is None else array)
+                elif rows is None:
                     out[index] = array
                 else:
                     out[first:last] = array
             bar.update(last - first)
+        if spool is not None:
+            out = spool.finish()
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
+        if spool is not None:
+            spool.close()
     if skipped and not quiet:
         print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
     elapsed = time.perf_counter() - start
     if not quiet and items:
-        print(f"{desc}: {int(kept.sum())} in {elapsed:.1f}s ({len(out) / max(elapsed, 1e-9):.0f} img/s)")
-    if not kept.all():
+        print(f"{desc}: {int(kept.sum())} in {elapsed:.1f}s ({total / max(elapsed, 1e-9):.0f} img/s)")
+    if spool is None and not kept.all():
         out = out[kept]
     return out, kept

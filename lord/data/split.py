@@ -26,8 +26,8 @@ def _write(train_path, test_path, dataset, train_indices, test_indices, quiet):
     if len(train_indices) == 0 or len(test_indices) == 0:
         side = "train" if len(train_indices) == 0 else "test"
         raise UserError(f"the split would leave the {side} set empty")
-    store.save(train_path, dataset.subset(np.sort(train_indices)))
-    store.save(test_path, dataset.subset(np.sort(test_indices)))
+    store.save(train_path, dataset, indices=np.sort(train_indices))
+    store.save(test_path, dataset, indices=np.sort(test_indices))
     if not quiet:
         print(f"wrote {train_path} ({len(train_indices)} images) and {test_path} ({len(test_indices)} images)")
 

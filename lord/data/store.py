@@ -13,18 +13,29 @@ with `n_<label>` beside them) and `masks` uint8 (N, H, W). Arrays whose name end
 
 Files are written deterministically (fixed zip timestamps, sorted keys): the same data gives a
 byte-identical file. Nothing is ever loaded with pickle.
+
+Members are stored uncompressed, so `load` maps `imgs` and `masks` from the file instead of reading
+them (see lord.data.mapped): every process of a machine shares the page cache's one copy. A file
+written with compressed members (an older version, or `np.savez_compressed`) is read into memory.
+`save` writes those arrays a chunk of rows at a time, so saving a mapped set costs no more memory
+than one chunk.
 """
 
+import os
+import sys
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lord.assets import atomic_write
+from lord.data import mapped
 from lord.errors import UserError
 
 LABEL_NAMES = ("classes", "age", "identity", "domain", "gender", "pair")
 REQUIRED = ("imgs", "classes", "contents", "n_classes")
+MAPPED = ("imgs", "masks")
+CHUNK_BYTES = 32 * 2**20
 
 
 def is_global_key(key):
@@ -106,10 +117,18 @@ def make_dataset(imgs, classes, contents=None, n_classes=None, **extras):
     return dataset
 
 
-def save(path, dataset):
-    """Write `dataset` to `path` atomically and deterministically."""
+def save(path, dataset, indices=None):
+    """Write `dataset` (or its images at `indices`) to `path` atomically and deterministically.
+
+    Per-image arrays are written a chunk of rows at a time, and the pages of a mapped source are
+    released after each chunk: the memory this takes does not grow with the set.
+    """
     validate(dataset, "the data to save")
     arrays = dataset.arrays()
+    if indices is not None:
+        indices = np.asarray(indices, dtype=np.int64)
+        arrays = {key: (value if is_global_key(key) or key in MAPPED else value[indices])
+                  for key, value in arrays.items()}
 
     def write(file):
         with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -117,13 +136,39 @@ def save(path, dataset):
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.external_attr = 0o644 << 16
                 with archive.open(info, mode="w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asarray(arrays[key], order="C"), allow_pickle=False)
+                    write_npy(member, arrays[key], indices if key in MAPPED else None)
 
     atomic_write(path, write)
 
 
+def write_npy(file, array, rows=None):
+    """The .npy bytes of `array` (or of `array[rows]`), written a chunk of rows at a time."""
+    array = np.asarray(array)
+    shape = array.shape if rows is None else (len(rows),) + array.shape[1:]
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": shape}
+    try:
+        np.lib.format.write_array_header_1_0(file, header)
+    except ValueError:
+        np.lib.format.write_array_header_2_0(file, header)
+    if array.ndim == 0:
+        file.write(np.ascontiguousarray(array).tobytes())
+        return
+    row_bytes = max(1, array[:1].nbytes)
+    step = max(1, CHUNK_BYTES // row_bytes)
+    for first in range(0, shape[0], step):
+        if rows is None:
+            source = array[first : first + step]
+            file.write(memoryview(np.ascontiguousarray(source)).cast("B"))
+            mapped.release(source)
+        else:
+            chunk = rows[first : first + step]
+            file.write(memoryview(np.ascontiguousarray(array[chunk])).cast("B"))
+            mapped.release(array[int(chunk.min()) : int(chunk.max()) + 1])
+
+
 def load(path):
-    """Read and validate a preprocessed file; every problem is a UserError naming it."""
+    """Read and validate a preprocessed file, mapping its images; every problem is a UserError naming it."""
+    path = os.fspath(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -137,7 +182,8 @@ def load(path):
         if missing:
             raise UserError(f"{path} lacks the array(s) {', '.join(missing)}")
         try:
-            arrays = {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files if key not in MAPPED}
+            arrays.update(_mapped_members(path, archive))
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
             raise UserError(f"cannot read preprocessed file {path}: {error}") from None
     imgs = arrays.pop("imgs")
@@ -154,6 +200,29 @@ def load(path):
     dataset = Dataset(imgs, classes.astype(np.int64), contents.astype(np.int64), int(n_classes), arrays)
     validate(dataset, str(path))
     return dataset
+
+
+def _mapped_members(path, archive):
+    """`imgs` and `masks` as read-only views of one mapping of the file; read instead, with a note,
+    where a member cannot be mapped (compressed by an older version)."""
+    members = {info.filename[: -len(".npy")]: info for info in archive.zip.infolist()
+               if info.filename.endswith(".npy") and info.filename[: -len(".npy")] in MAPPED}
+    if not members:
+        return {}
+    file_size = os.path.getsize(path)
+    mapping = mapped.map_file(path)
+    out = {}
+    for key, info in sorted(members.items()):
+        try:
+            out[key] = mapped.npz_member(mapping, info, file_size)
+        except mapped.Damaged as error:
+            raise UserError(f"cannot read preprocessed file {path} (damaged or truncated): {error}") from None
+        except mapped.NotMappable as reason:
+            print(f"note: {path} stores {key} {reason} (written by an older version), so each process reads it "
+                  "into its own memory instead of sharing one copy; run preprocess again to share it",
+                  file=sys.stderr)
+            out[key] = archive[key]
+    return out
 
 
 def validate(dataset, where):

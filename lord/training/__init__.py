@@ -17,8 +17,8 @@ import torch
 
 from lord import configuration
 from lord.assets import (
-    BaseDir, ModelLock, atomic_write_json, is_published_model_dir, model_exists, remove_leftover_staging,
-    remove_tensorboard, staged_model_dir,
+    BaseDir, ModelLock, atomic_write_bytes, atomic_write_json, is_published_model_dir, model_exists,
+    remove_leftover_staging, remove_tensorboard, staged_model_dir,
 )
 from lord.data import store
 from lord.errors import UserError
@@ -27,7 +27,7 @@ from lord.model import (
 )
 from lord.networks import stylegan
 from lord.training.common import dataset_fingerprint, is_training_data
-from lord.training.distributed import from_environment
+from lord.training.distributed import ELASTIC_MARKER, ElasticAttempt, describe_processes, from_environment
 from lord.training.loop import Run
 
 __all__ = ["train", "train_encoders", "train_synthesis", "train_all_stages", "seed_everything"]
@@ -125,14 +125,25 @@ def existing_stage_message(model_name, stage_name, done):
     return f"model {model_name!r} already has {TRAINED_WHAT[stage_name]} ({done}); use --overwrite to retrain"
 
 
+def elastic_continuation(model_dir, stage_name, resume, overwrite, overrides):
+    """(resume, overwrite, overrides) for this process: a torchrun restart of the job that was training
+    `model_dir` continues from the stage's checkpoint (or starts the stage again if it had none yet),
+    never refused as an existing model; the saved config.json stands for the command's --set."""
+    if not ElasticAttempt.from_environment().continues(model_dir, stage_name):
+        return resume, overwrite, overrides
+    resume = checkpoint_path(model_dir, stage_name).is_file()
+    return resume, True, (() if resume else overrides)
+
+
 def train(base_dir, data_name, model_name, config, overrides=(), config_name=None, overwrite=False,
-          device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0):
+          device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0, checkpoint_steps=None):
     """Stage 1: latent optimization. Writes cache/models/<model_name>/ and returns its path."""
     base = BaseDir(base_dir)
     model_dir = base.existing_model_dir(model_name) if resume else base.model_dir(model_name)
     if not resume and is_published_model_dir(model_dir) and not overwrite:
         raise UserError(base.published_model_message(model_dir, model_name))
     dataset = store.load(base.existing_data_path(data_name))
+    resume, overwrite, overrides = elastic_continuation(model_dir, "latent", resume, overwrite, overrides)
     if resume:
         if overrides:
             raise UserError("--set cannot be combined with --resume: the run continues with its saved config.json")
@@ -146,32 +157,35 @@ def train(base_dir, data_name, model_name, config, overrides=(), config_name=Non
         config["seed"] = seed
         config["data"] = data_block(data_name, dataset, config)
     return _run_stage(base, model_name, data_name, dataset, config, "latent", device=device, seed=seed,
-                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes, overwrite=overwrite)
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes,
+                      checkpoint_steps=checkpoint_steps, overwrite=overwrite)
 
 
 def train_encoders(base_dir, data_name, model_name, overrides=(), overwrite=False, device="auto", seed=0,
-                   quiet=False, resume=False, checkpoint_minutes=10.0):
+                   quiet=False, resume=False, checkpoint_minutes=10.0, checkpoint_steps=None):
     """Stage 2: amortized encoders. Adds `amortized.pt` to an existing model."""
     return _train_later_stage(base_dir, data_name, model_name, "amortized", overrides=overrides, overwrite=overwrite,
                               device=device, seed=seed, quiet=quiet, resume=resume,
-                              checkpoint_minutes=checkpoint_minutes)
+                              checkpoint_minutes=checkpoint_minutes, checkpoint_steps=checkpoint_steps)
 
 
 def train_synthesis(base_dir, data_name, model_name, overrides=(), overwrite=False, device="auto", seed=0,
-                    quiet=False, resume=False, checkpoint_minutes=10.0):
+                    quiet=False, resume=False, checkpoint_minutes=10.0, checkpoint_steps=None):
     """Stage 3 (OverLORD): adversarial tuning. Adds `synthesis.pt` to a model with trained encoders."""
     return _train_later_stage(base_dir, data_name, model_name, "synthesis", overrides=overrides, overwrite=overwrite,
                               device=device, seed=seed, quiet=quiet, resume=resume,
-                              checkpoint_minutes=checkpoint_minutes)
+                              checkpoint_minutes=checkpoint_minutes, checkpoint_steps=checkpoint_steps)
 
 
 def train_all_stages(base_dir, data_name, model_name, config, overrides=(), config_name=None, overwrite=False,
-                     device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0):
+                     device="auto", seed=0, quiet=False, resume=False, checkpoint_minutes=10.0, checkpoint_steps=None):
     """`train`, then `train-encoders` (and `train-synthesis` for OverLORD) in a row, as the published
-    OverLORD's `train` does. With `resume`, completed stages are skipped, the stage with a checkpoint
-    continues, and the rest run."""
-    options = dict(device=device, seed=seed, quiet=quiet, checkpoint_minutes=checkpoint_minutes)
+    OverLORD's `train` does. With `resume` (or as a torchrun restart of the job training the model),
+    completed stages are skipped, the stage with a checkpoint continues, and the rest run."""
+    options = dict(device=device, seed=seed, quiet=quiet, checkpoint_minutes=checkpoint_minutes,
+                   checkpoint_steps=checkpoint_steps)
     model_dir = BaseDir(base_dir).model_dir(model_name)
+    resume = resume or ElasticAttempt.from_environment().continues(model_dir)
     if not resume or not weights_path(model_dir, "latent").is_file():
         train(base_dir, data_name, model_name, config, overrides=overrides, config_name=config_name,
               overwrite=overwrite, resume=resume, **options)
@@ -196,11 +210,12 @@ def load_stage_state(model_dir, config, stage_name):
 
 
 def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, overwrite, device, seed, quiet,
-                       resume, checkpoint_minutes):
+                       resume, checkpoint_minutes, checkpoint_steps):
     """A stage that adds to an existing model: only its own config block (and runtime) may change."""
     base = BaseDir(base_dir)
     model_dir = base.existing_model_dir(model_name)
     dataset = store.load(base.existing_data_path(data_name))
+    resume, overwrite, overrides = elastic_continuation(model_dir, stage_name, resume, overwrite, overrides)
     config = read_config(model_dir)
     stage_key(config, stage_name)
     check_same_data(config, data_name, dataset, COMMANDS[stage_name])
@@ -211,7 +226,8 @@ def _train_later_stage(base_dir, data_name, model_name, stage_name, overrides, o
     if not resume and done.exists() and not overwrite:
         raise UserError(existing_stage_message(model_name, stage_name, done))
     return _run_stage(base, model_name, data_name, dataset, config, stage_name, device=device, seed=seed,
-                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes, overwrite=overwrite)
+                      quiet=quiet, resume=resume, checkpoint_minutes=checkpoint_minutes,
+                      checkpoint_steps=checkpoint_steps, overwrite=overwrite)
 
 
 def build_stage(stage_name, config, dataset, device, seed, model_dir, distributed=None):
@@ -263,7 +279,7 @@ def prepare_model_dir(base, model_name, config, stage_name, resume, overwrite):
 
 
 def _run_stage(base, model_name, data_name, dataset, config, stage_name, device, seed, quiet, resume,
-               checkpoint_minutes, overwrite=False):
+               checkpoint_minutes, checkpoint_steps=None, overwrite=False):
     """What every stage shares once its config is settled: the last checks, building the stage from
     the earlier stages' weights, the lock, preparing the directory, and the loop. Under torchrun every
     process runs this; rank 0 alone touches the model directory."""
@@ -274,15 +290,22 @@ def _run_stage(base, model_name, data_name, dataset, config, stage_name, device,
     distributed, device = from_environment(device)
     seed_everything(seed)
     stage = build_stage(stage_name, config, dataset, device, seed, model_dir, distributed)
+    attempt = ElasticAttempt.from_environment()
+    for line in describe_processes(distributed, len(dataset), device, attempt):
+        if not quiet and distributed.is_main:
+            print(line, flush=True)
     done = weights_path(model_dir, stage_name)
-    lock = ModelLock(model_dir) if distributed.is_main else contextlib.nullcontext()
+    restart_of = attempt.run_id if attempt.continues(model_dir, stage_name) else None
+    lock = ModelLock(model_dir, attempt.run_id, restart_of) if distributed.is_main else contextlib.nullcontext()
     with lock:
         if distributed.is_main:
             prepare_model_dir(base, model_name, config, stage_name, resume, overwrite)
+        if attempt.run_id is not None and distributed.is_main:
+            atomic_write_bytes(model_dir / ELASTIC_MARKER, attempt.marker(stage_name))
         distributed.barrier()
         run = Run(stage, model_dir, base.tensorboard_dir(model_name), seed=seed, quiet=quiet,
                   checkpoint_minutes=checkpoint_minutes, log_every=config["runtime"]["log_every"],
-                  distributed=distributed)
+                  distributed=distributed, checkpoint_steps=checkpoint_steps)
         run.run(resume=resume)
     if not quiet and distributed.is_main:
         print(f"stage {STAGE_NUMBERS[stage_name]} done: {done}")

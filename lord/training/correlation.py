@@ -7,7 +7,6 @@ drawn from the stage's torch.Generator.
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +17,7 @@ from lord.training.data import DeviceImages, to_device_labels
 
 def device_masks(masks, device, channels_last=True):
     """Masks (N, H, W) as DeviceImages whose batches are 0/1 float (B, 1, H, W)."""
-    return DeviceImages(np.where(masks > 0, np.uint8(255), np.uint8(0))[..., None], device, channels_last)
+    return DeviceImages(masks[..., None], device, channels_last, binary=True)
 
 
 def overlord_training_data(config, dataset, distributed, device, with_masks):

@@ -3,10 +3,10 @@
 A stage (see `Stage`) knows its networks and its loss; this loop knows time. It draws each epoch's
 order from (seed, epoch), so the position in the data order is just a step count; it keeps the loss
 sums on the device and synchronises with the host only every `log_every` steps; it writes a checkpoint
-at every epoch end and every `checkpoint_minutes`, one metrics line per epoch, and a translation grid
-per epoch. A checkpoint holds everything a resumed run needs to end with the same weights as an
-uninterrupted one: the stage state (networks, optimizers, EMA), epoch and position, loss sums, and
-the RNG states.
+at every epoch end, every `checkpoint_minutes` (looked at on logging steps) and every `checkpoint_steps`
+steps, one metrics line per epoch, and a translation grid per epoch. A checkpoint holds everything a
+resumed run needs to end with the same weights as an uninterrupted one: the stage state (networks,
+optimizers, EMA), epoch and position, loss sums, and the RNG states.
 """
 
 import json
@@ -199,7 +199,7 @@ class Run:
     """One stage's run in a model directory, on one process or on each process of a torchrun group."""
 
     def __init__(self, stage, model_dir, tensorboard_dir, seed=0, quiet=False, checkpoint_minutes=10.0,
-                 log_every=50, distributed=None):
+                 log_every=50, distributed=None, checkpoint_steps=None):
         self.stage = stage
         self.model_dir = Path(model_dir)
         self.tensorboard_dir = Path(tensorboard_dir)
@@ -208,6 +208,7 @@ class Run:
         self.is_main = self.distributed.is_main
         self.quiet = quiet or not self.is_main
         self.checkpoint_seconds = max(0.0, float(checkpoint_minutes)) * 60.0
+        self.checkpoint_steps = int(checkpoint_steps or 0)
         self.log_every = max(1, int(log_every))
         self.metrics_path = self.model_dir / "metrics.jsonl"
         self.checkpoint_path = checkpoint_path(self.model_dir, stage.name)
@@ -346,7 +347,12 @@ class Run:
                 steps_done = step + 1
                 images_done += batch.size
                 bar.update(1)
+                step_due = self.checkpoint_steps > 0 and (global_step + 1) % self.checkpoint_steps == 0
                 if steps_done % self.log_every and steps_done != self.steps_per_epoch:
+                    if step_due:
+                        self._check_finite(first_bad_step)
+                        self.save_checkpoint(epoch, steps_done, sums)
+                        self.last_checkpoint = time.monotonic()
                     continue
                 self._check_finite(first_bad_step)
                 bar.set_postfix(loss=f"{self.distributed.all_reduce_sum(losses['loss'].detach().clone()).item():.4f}")
@@ -357,7 +363,7 @@ class Run:
                         f"step {steps_done} of {stage.name}; run the same command with --resume to continue"
                     )
                 due = self.checkpoint_seconds and time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
-                if self.distributed.broadcast_flag(due, device) and steps_done < self.steps_per_epoch:
+                if (self.distributed.broadcast_flag(due, device) or step_due) and steps_done < self.steps_per_epoch:
                     self.save_checkpoint(epoch, steps_done, sums)
                     self.last_checkpoint = time.monotonic()
         finally:
