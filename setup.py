@@ -36,7 +36,7 @@ setup(
         "datasets": FACES + ["h5py>=3.0", "scipy>=1.7"],
         # facenet-pytorch 2.6 pins torch < 2.3; 2.5.3 is the same code without the pin
         "face-metrics": ["facenet-pytorch>=2.5.3,<2.6", "face-alignment>=1.3.5"],
-        "test": ["pytest>=7", "scipy>=1.7", "h5py>=3.0", *FACES, "scikit-image>=0.19", "tensorboard>=2.10",
-                 "selenium>=4.10"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "scipy>=1.7", "h5py>=3.0", *FACES, "scikit-image>=0.19",
+                 "tensorboard>=2.10", "selenium>=4.10"],
     },
 )
