@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lord.data import mapped, store  # noqa: E402
+from lord.training.distributed import process_memory  # noqa: E402
 
 MIB = 2.0**20
 TINY = ["adain_dim=16", "final_conv_dim=8", "content_dim=8", "class_dim=8", "encoder.channels=[8,8,8,8,8]",
@@ -60,20 +61,6 @@ def make_set(path, count, size, n_classes=10, seed=0):
     dataset = store.make_dataset(imgs, np.arange(count) % n_classes, n_classes=n_classes)
     store.save(path, dataset)
     return dataset
-
-
-def smaps(pid):
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return None
-    fields = {}
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "anonymous": fields.get("Anonymous", 0),
-            "private": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
 
 
 def cached(path):
@@ -143,7 +130,7 @@ def run_sampled(command, cwd=None, env=None, expect=1, data=None, stop_after=Non
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     best, best_total, all_started = None, -1, None
     while process.poll() is None:
-        sample = {pid: smaps(pid) for pid in trainers(process.pid)}
+        sample = {pid: process_memory(pid) for pid in trainers(process.pid)}
         sample = {pid: value for pid, value in sample.items() if value}
         if data is not None:
             for pid, value in sample.items():

@@ -157,12 +157,13 @@ class ElasticAttempt:
         return f"{self.run_id} {stage_name}\n".encode()
 
 
-def process_memory():
-    """This process's resident, proportional (shared pages divided among their users) and anonymous
-    (its own: not file pages, which the page cache holds once per machine) memory in bytes, from
-    /proc/self/smaps_rollup; None where the system has no such file."""
+def process_memory(pid="self"):
+    """A process's resident, proportional (shared pages divided among their users), anonymous (its own:
+    not file pages, which the page cache holds once per machine) and private memory in bytes, from
+    /proc/<pid>/smaps_rollup; None where the system has no such file."""
     try:
-        text = open("/proc/self/smaps_rollup").read()
+        with open(f"/proc/{pid}/smaps_rollup") as file:
+            text = file.read()
     except OSError:
         return None
     fields = {}
@@ -170,7 +171,8 @@ def process_memory():
         parts = line.split()
         if len(parts) >= 2 and parts[1].isdigit():
             fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
-    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "anonymous": fields.get("Anonymous", 0)}
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "anonymous": fields.get("Anonymous", 0),
+            "private": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
 
 
 def describe_processes(distributed, n_images, device, attempt=None):
