@@ -284,7 +284,7 @@ def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False, 
     """
     from tqdm import tqdm
 
-    from lord.data.images import BadImage, is_image_file, read_image
+    from lord.data.images import BadImage, directory_images, read_image
     from lord.visualize import save_png
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -294,14 +294,7 @@ def align_faces(input_path, output_path, size=256, landmarks=None, quiet=False, 
     if input_path.is_dir():
         if output_path.exists() and not output_path.is_dir():
             raise UserError(f"the input is a directory, so the output must be one too; {output_path} is a file")
-        files = sorted(path for path in input_path.iterdir() if path.is_file() and is_image_file(path))
-        if not files:
-            raise UserError(f"no image files in {input_path}")
-        stems = [path.stem for path in files]
-        clash = next((stem for stem in stems if stems.count(stem) > 1), None)
-        if clash is not None:
-            raise UserError(f"{input_path} has several images named {clash!r}: their outputs would overwrite "
-                            "each other")
+        files = directory_images(input_path)
     else:
         if output_path.is_dir():
             output_path = output_path / f"{input_path.stem}.png"

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from lord.assets import BaseDir
-from lord.data.images import BadImage, center_crop, is_image_file, read_image, resize, to_channels
+from lord.data.images import BadImage, center_crop, directory_images, read_image, resize, to_channels
 from lord.errors import UserError
 from lord.model import (
     arch_of, completed_stages, inference_generator, load_stage, overlord_code, read_config, reference_code,
@@ -283,13 +283,7 @@ def manipulate(base_dir, model_name, img_path, output_path, reference_path=None,
 
 def manipulate_directory(input_dir, output_dir, translate, per_batch, read, quiet):
     """Every image file directly in `input_dir` -> `output_dir/<name>.png`, in batches, with a progress bar."""
-    files = sorted(path for path in input_dir.iterdir() if path.is_file() and is_image_file(path))
-    if not files:
-        raise UserError(f"no image files in {input_dir}")
-    stems = [path.stem for path in files]
-    clash = next((stem for stem in stems if stems.count(stem) > 1), None)
-    if clash is not None:
-        raise UserError(f"{input_dir} has several images named {clash!r}: their outputs would overwrite each other")
+    files = directory_images(input_dir)
     written = []
     with tqdm(total=len(files), desc="manipulate", unit="img", disable=quiet, dynamic_ncols=True) as bar:
         for start in range(0, len(files), per_batch):

@@ -28,6 +28,19 @@ def is_image_file(path):
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
+def directory_images(directory):
+    """The image files directly in `directory`, sorted, for a command that writes `<name>.png` for each: none,
+    or two of one name (a.jpg and a.png), is an error before anything is written."""
+    files = sorted(path for path in directory.iterdir() if path.is_file() and is_image_file(path))
+    if not files:
+        raise UserError(f"no image files in {directory}")
+    stems = [path.stem for path in files]
+    clash = next((stem for stem in stems if stems.count(stem) > 1), None)
+    if clash is not None:
+        raise UserError(f"{directory} has several images named {clash!r}: their outputs would overwrite each other")
+    return files
+
+
 def read_image(path, channels=3):
     """Decode an image file to uint8 (H, W, channels), RGB order."""
     try:
