@@ -33,6 +33,7 @@ peak (PEAK_BF16 below). Every measurement records the 1-minute load average when
     python benchmarks/bench_train.py --quick              # CPU presets and small scaling sizes (minutes)
     python benchmarks/bench_train.py --json results.json  # the papers' sizes too
     python benchmarks/bench_train.py --quick --parts compile  # ours eager against runtime.compile=true
+                                                          # (and CUDA graphs on a GPU)
 
 The perceptual loss runs with VGG16 weights drawn at random in torchvision's layout: the speed of a
 convolution does not depend on its weights, and no download is needed.
@@ -40,6 +41,7 @@ convolution does not depend on its weights, and no download is needed.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -399,6 +401,12 @@ def worker(args):
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile and (args.compile_mode != "default" or args.compile_backend != "inductor"):
+        # the stages call torch.compile(module): this measurement's mode or backend, in this process only
+        options = {"backend": args.compile_backend}
+        if args.compile_mode != "default":
+            options["mode"] = args.compile_mode
+        torch.compile = functools.partial(torch.compile, **options)
     case = tuple(json.loads(args.case))
     if args.path == "ours":
         result = run_ours(case, device, args.warmup, args.steps, args.n_images, rows_update=args.rows_update,
@@ -413,7 +421,8 @@ def worker(args):
     print("RESULT " + json.dumps(result))
 
 
-def measure(case, path, options, n_images=None, rows_update=None, warmup=None, steps=None, compile_=None):
+def measure(case, path, options, n_images=None, rows_update=None, warmup=None, steps=None, compile_=None,
+            compile_mode=None):
     command = [sys.executable, __file__, "--worker", "--path", path, "--case", json.dumps(case),
                "--device", options.device, "--warmup", str(warmup or options.warmup),
                "--steps", str(steps or options.steps), "--peak-size", str(getattr(options, "peak_size", 2048))]
@@ -424,7 +433,8 @@ def measure(case, path, options, n_images=None, rows_update=None, warmup=None, s
     if rows_update is not None:
         command += ["--rows-update" if rows_update else "--dense-update"]
     if (options.compile if compile_ is None else compile_) and path == "ours":
-        command += ["--compile"]
+        command += ["--compile", "--compile-mode", compile_mode or "default",
+                    "--compile-backend", getattr(options, "compile_backend", "inductor")]
     command += ["--precision", getattr(options, "precision", "auto")]
     if path == "reference":
         command += ["--reference-layers", getattr(options, "reference_layers", "original")]
@@ -496,25 +506,55 @@ def compare(case, options, steps=None, warmup=None, repeats=1):
     return row
 
 
+def compile_variants(device_name):
+    """(label, torch.compile mode) of the compiled paths to measure: inductor, and on CUDA inductor
+    with CUDA graphs (mode reduce-overhead) as well."""
+    variants = [("compiled", "default")]
+    if not device_description(device_name).startswith("CPU"):
+        variants.append(("cudagraphs", "reduce-overhead"))
+    return variants
+
+
 def compile_against_eager(case, options):
-    """Our stage eager and compiled, measured alternately `options.repeats` times: medians and ratio."""
-    runs = {False: [], True: []}
+    """Our stage eager and on every compiled path, measured alternately `options.repeats` times:
+    medians, shares (and MFU on a GPU), and each compiled path's speed over eager. A compiled path
+    that fails is recorded with its error's last line; the eager path must not fail."""
+    variants = [("eager", None)] + compile_variants(options.device)
+    runs = {label: [] for label, _ in variants}
+    errors = {}
     for _ in range(options.repeats):
-        for compile_ in runs:
-            runs[compile_].append(measure(case, "ours", options, compile_=compile_))
-    row = {"stage": case[0], "config": case[1], "img_size": case[2], "batch_size": runs[False][0]["batch_size"],
-           "precision": runs[False][0]["precision"],
+        for label, mode in variants:
+            if label in errors:
+                continue
+            try:
+                runs[label].append(measure(case, "ours", options, compile_=mode is not None, compile_mode=mode))
+            except RuntimeError as error:
+                if mode is None:
+                    raise
+                errors[label] = str(error).strip().splitlines()[-1]
+    row = {"stage": case[0], "config": case[1], "img_size": case[2], "batch_size": runs["eager"][0]["batch_size"],
+           "precision": runs["eager"][0]["precision"],
            "load_averages": [result["load_average"] for results in runs.values() for result in results]}
-    for compile_, label in ((False, "eager"), (True, "compiled")):
-        ours = dict(runs[compile_][0])
+    summary = []
+    for label, _ in variants:
+        if label in errors:
+            row[f"{label}_error"] = errors[label]
+            summary.append(f"{label} failed")
+            continue
+        ours = dict(runs[label][0])
         for key in ("img_s", "step_ms", "attainable_bf16", "attainable_float32"):
-            ours[key] = statistics.median(result[key] for result in runs[compile_])
+            ours[key] = statistics.median(result[key] for result in runs[label])
+        fields = flop_fields(ours, options.device)
         row[f"{label}_img_s"] = round(ours["img_s"], 2)
-        row[f"{label}_share"] = flop_fields(ours, options.device)["share"]
-    row["compile_speedup"] = round(row["compiled_img_s"] / row["eager_img_s"], 3)
-    print(f"  {case[0]:19} {case[1]:16} eager {row['eager_img_s']:8.1f} img/s ({row['eager_share']:.1%}), compiled "
-          f"{row['compiled_img_s']:8.1f} img/s ({row['compiled_share']:.1%}): {row['compile_speedup']:.2f}x  "
-          f"load {max(row['load_averages']):.1f}", flush=True)
+        row[f"{label}_share"] = fields["share"]
+        if "mfu" in fields:
+            row[f"{label}_mfu"] = fields["mfu"]
+        if label != "eager":
+            row[f"{label}_speedup"] = round(row[f"{label}_img_s"] / row["eager_img_s"], 3)
+        summary.append(f"{label} {row[f'{label}_img_s']:.1f} img/s ({row[f'{label}_share']:.1%})"
+                       + (f" {row[f'{label}_speedup']:.2f}x" if label != "eager" else ""))
+    print(f"  {case[0]:19} {case[1]:16} " + ", ".join(summary) + f"  load {max(row['load_averages']):.1f}",
+          flush=True)
     return row
 
 
@@ -577,6 +617,12 @@ def main():
                         help="largest side of the square matrix products that measure the attainable bf16 and "
                              "float32 rates (also a half and a quarter of it; default 2048: enough to keep "
                              "every core of a CPU busy)")
+    parser.add_argument("--compile-stages", nargs="+", choices=sorted(STAGE_OF),
+                        help="the stages the compile part measures (default: those of --stages)")
+    parser.add_argument("--compile-backend", default="inductor", choices=["inductor", "eager"],
+                        help="torch.compile backend of compiled measurements (default inductor; eager only "
+                             "traces, which checks the plumbing quickly and measures nothing)")
+    parser.add_argument("--compile-mode", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -590,7 +636,7 @@ def main():
     description = device_description(args.device)
     on_gpu = not description.startswith("CPU")
     report = {"device": description, "date": datetime.date.today().isoformat(), "quick": args.quick,
-              "compile": args.compile, "threads": args.threads, "precision": args.precision,
+              "compile": args.compile, "compile_backend": args.compile_backend, "threads": args.threads, "precision": args.precision,
               "reference_layers": args.reference_layers,
               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
               "load_average_at_start": load_average(), "stages": [], "scaling": [], "memory": None,
@@ -608,8 +654,9 @@ def main():
 
     if "compile" in args.parts:
         print(f"\nour stages eager and with runtime.compile=true, alternating, median of {args.repeats}:")
-        for case in CPU_CASES + ([] if args.quick or not on_gpu else PAPER_CASES):
-            if not args.stages or case[0] in args.stages:
+        chosen = args.compile_stages or args.stages
+        for case in (PAPER_CASES if on_gpu and not args.quick else CPU_CASES):
+            if not chosen or case[0] in chosen:
                 report["compile_against_eager"].append(compile_against_eager(case, args))
 
     scaling_case = PAPER_CASES[0] if on_gpu and not args.quick else CPU_CASES[0]

@@ -103,6 +103,11 @@ def test_gpu_check_parses_and_its_python_parts_run_on_cpu(tmp_path):
     assert [row["stage"] for row in benchmark["stages"]] == ["lord-latent", "lord-encoders", "overlord-latent",
                                                             "overlord-synthesis"]
     assert len([line for line in table if line.startswith("| benchmark ")]) == 4
+    # the compiled path beside the eager one (traced only in a dry run), each with its share
+    compiled = benchmark["compile_against_eager"]
+    assert [row["stage"] for row in compiled] == ["overlord-latent"] and benchmark["compile_backend"] == "eager"
+    assert compiled[0]["compiled_img_s"] > 0 and 0 < compiled[0]["compiled_share"] < 1.5
+    assert any(line.startswith("| compiled overlord-latent |") for line in result.stdout.splitlines())
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):
