@@ -74,7 +74,12 @@ def main():
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
                         help="runtime.mixed_precision of the stage (default auto)")
     parser.add_argument("--rows", type=int, default=15, help="operators listed (default 15)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     lord = args.stage.startswith("lord")
     config = args.config or ("lord-tiny" if lord else "overlord-tiny")
     batch = args.batch_size or (64 if lord else None)

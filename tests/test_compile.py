@@ -115,3 +115,17 @@ def test_compile_without_a_cpp_compiler_is_one_clear_error(base_with_data, run_c
     assert result.code != 0
     assert len(result.err_lines) == 1 and "needs a C++ compiler" in result.err_lines[0]
     assert not (base_with_data / "cache" / "models" / "m").exists()
+
+
+def test_auto_without_a_cpp_compiler_trains_eagerly(monkeypatch):
+    from lord.training.common import compile_wanted
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert compile_wanted({"compile": "auto"}, "overlord", "latent", cpu)
+    assert not compile_wanted({"compile": "auto"}, "lord", "latent", cpu)
+    assert not compile_wanted({"compile": "auto"}, "overlord", "latent", torch.device("cuda"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not compile_wanted({"compile": "auto"}, "overlord", "latent", cpu)
+    assert compile_wanted({"compile": True}, "lord", "latent", cpu)  # true asks, and then says what is missing

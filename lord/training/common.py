@@ -105,11 +105,17 @@ COMPILE_PAYS = {
 }
 
 
+def cpp_compilers():
+    return [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+
+
 def compile_wanted(runtime, arch, stage, device):
-    """Whether `runtime.compile` (true | false | auto) compiles this stage's networks on `device`."""
+    """Whether `runtime.compile` (true | false | auto) compiles this stage's networks on `device`;
+    auto never asks for what the machine cannot do (no C++ compiler: eager)."""
     setting = runtime["compile"]
     if setting == "auto":
-        return (arch, stage) in COMPILE_PAYS.get(device.type, frozenset())
+        measured_to_pay = (arch, stage) in COMPILE_PAYS.get(device.type, frozenset())
+        return measured_to_pay and any(shutil.which(compiler) for compiler in cpp_compilers())
     return bool(setting)
 
 
@@ -138,7 +144,7 @@ def compiled(module, wanted, batch_size=None):
     """
     if not wanted:
         return module
-    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    compilers = cpp_compilers()
     if not any(shutil.which(compiler) for compiler in compilers):
         raise UserError(f"runtime.compile needs a C++ compiler for torch.compile, and none was found "
                         f"({', '.join(compilers)}); install one or set runtime.compile false")
