@@ -17,11 +17,23 @@ Images/s is the median over timed steps after warm-up (synchronised on CUDA), an
 over --repeats measurements that alternate between the two paths; peak host memory is the process's
 maximum RSS; peak CUDA memory is torch's max allocated. It also measures how our step
 time grows with the number of images (embedding tables of 10^4 to 10^6 rows, both embedding
-updates) and, on a GPU, the model FLOPs utilisation: FLOPs counted by torch.utils.flop_counter for
-one step, over the step time, over the device's peak dense bf16 rate (PEAK_BF16 below).
+updates).
+
+How much of the machine each stage uses, on any device: the FLOPs of one step of ours are counted
+with torch.utils.flop_counter's formulas (matrix products and convolutions, their backward and, for
+OverLORD's synthesis, the R1 penalty's double backward: a plain dispatch mode sums the formulas over
+every operator the step runs, without FlopCounterMode's module tracker, which a double backward
+trips), over the step time: the achieved FLOP/s. The same worker process then times square
+bf16 and float32 matrix products (sides 512, 1024 and 2048 by default, big enough to keep every core
+busy; the best rate of 5 runs of each), right after the stage, so that both see the same machine
+and the same load: the attainable rates. `share` is the achieved rate over the attainable rate of
+the precision the step ran in, `share_bf16` over the bf16 rate. On a GPU `mfu` is also given against the datasheet's dense bf16
+peak (PEAK_BF16 below). Every measurement records the 1-minute load average when it ran.
 
     python benchmarks/bench_train.py --quick              # CPU presets and small scaling sizes (minutes)
     python benchmarks/bench_train.py --json results.json  # the papers' sizes too
+    python benchmarks/bench_train.py --quick --parts compile  # ours eager against runtime.compile=true
+                                                          # (and CUDA graphs on a GPU)
 
 The perceptual loss runs with VGG16 weights drawn at random in torchvision's layout: the speed of a
 convolution does not depend on its weights, and no download is needed.
@@ -29,6 +41,7 @@ convolution does not depend on its weights, and no download is needed.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -64,7 +77,8 @@ CPU_CASES = [
 # The 64x64 paper configuration on the CPU (few steps: each takes seconds).
 CPU_PAPER_CASE = ("lord-latent", "lord", 64, 128, 4096)
 CELEBA_MEMORY_CASE = ("lord-latent", "lord", 64, 128, 200_000)
-PARTS = ("stages", "scaling", "memory")
+PARTS = ("stages", "scaling", "memory", "compile")
+DEFAULT_PARTS = ("stages", "scaling", "memory")
 # --precision of our path -> runtime.mixed_precision (the reference path is always float32)
 PRECISION_SETTING = {"auto": "auto", "float32": "false", "bf16": "true"}
 STAGE_OF = {"lord-latent": "latent", "lord-encoders": "amortized", "overlord-latent": "latent",
@@ -152,6 +166,72 @@ def build_ours(case, device, n_images=None, rows_update=None, compile_=False, pr
         return build_stage(stage, cfg, dataset, device, 0, Path(model_dir))
 
 
+class StepFlops:
+    """Sums torch.utils.flop_counter's per-operator formulas over what runs in its context.
+
+    FlopCounterMode's module tracker fails on a double backward (the R1 penalty); this counts the
+    same operators with the same formulas, totals only."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(func._overloadpacket)
+                if formula is not None:
+                    flops = formula(*args, **kwargs, out_val=out)
+                    counter.total += flops
+                    name = str(func._overloadpacket)
+                    counter.by_operator[name] = counter.by_operator.get(name, 0) + flops
+                return out
+
+        self.mode = Mode()
+        self.total = 0
+        self.by_operator = {}
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def attainable_rates(device, size=2048, runs=5):
+    """FLOP/s of square matrix products in bf16 and in float32 on `device`: the best of `runs` timed
+    products at each of the sides size/4, size/2 and size (a CPU with AMX peaks below the largest),
+    in this process, under whatever load the machine has now."""
+    import torch
+
+    rates = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("float32", torch.float32)):
+        best = 0.0
+        for side in (max(1, size // 4), max(1, size // 2), size):
+            generator = torch.Generator().manual_seed(0)
+            a = torch.randn(side, side, generator=generator).to(device, dtype)
+            b = torch.randn(side, side, generator=generator).to(device, dtype)
+            for index in range(runs + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                torch.mm(a, b)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if index:  # the first product warms up
+                    best = max(best, 2 * side**3 / (time.perf_counter() - start))
+        rates[name] = best
+    return rates
+
+
+def load_average():
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def timed_steps(step, device, warmup, steps):
     import torch
 
@@ -170,7 +250,7 @@ def timed_steps(step, device, warmup, steps):
 
 
 def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count_flops=False, compile_=False,
-             precision="auto"):
+             precision="auto", peak_size=2048):
     import torch
 
     from lord.training.loop import Batch
@@ -188,12 +268,15 @@ def run_ours(case, device, warmup, steps, n_images=None, rows_update=None, count
     result = {"img_s": stage.batch_size / seconds, "step_ms": seconds * 1e3, "cpu_ms": cpu_seconds * 1e3,
               "batch_size": stage.batch_size, "precision": "bf16" if stage.amp else "float32"}
     if count_flops:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step(warmup + steps)
-        result["flops_per_step"] = counter.get_total_flops()
+        # a compiled step runs inductor's kernels, which the counter does not see: count the eager step
+        counted = stage if not compile_ else build_ours(case, device, n_images, rows_update, False, precision)
+        with StepFlops() as counter:
+            counted.train_step(Batch(order[: stage.batch_size], order[: stage.batch_size], stage.batch_size),
+                               warmup + steps, 10**6)
+        result["flops_per_step"] = counter.total
+        result["flops_by_operator"] = counter.by_operator
+        rates = attainable_rates(device, peak_size)
+        result["attainable_bf16"], result["attainable_float32"] = rates["bf16"], rates["float32"]
     return result
 
 
@@ -318,30 +401,40 @@ def worker(args):
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile and (args.compile_mode != "default" or args.compile_backend != "inductor"):
+        # the stages call torch.compile(module): this measurement's mode or backend, in this process only
+        options = {"backend": args.compile_backend}
+        if args.compile_mode != "default":
+            options["mode"] = args.compile_mode
+        torch.compile = functools.partial(torch.compile, **options)
     case = tuple(json.loads(args.case))
     if args.path == "ours":
         result = run_ours(case, device, args.warmup, args.steps, args.n_images, rows_update=args.rows_update,
-                          count_flops=device.type == "cuda", compile_=args.compile, precision=args.precision)
+                          count_flops=args.n_images is None, compile_=args.compile, precision=args.precision,
+                          peak_size=args.peak_size)
     else:
         result = run_reference(case, device, args.warmup, args.steps, args.reference_layers)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["load_average"] = load_average()
     if device.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     print("RESULT " + json.dumps(result))
 
 
-def measure(case, path, options, n_images=None, rows_update=None, warmup=None, steps=None):
+def measure(case, path, options, n_images=None, rows_update=None, warmup=None, steps=None, compile_=None,
+            compile_mode=None):
     command = [sys.executable, __file__, "--worker", "--path", path, "--case", json.dumps(case),
                "--device", options.device, "--warmup", str(warmup or options.warmup),
-               "--steps", str(steps or options.steps)]
+               "--steps", str(steps or options.steps), "--peak-size", str(getattr(options, "peak_size", 2048))]
     if options.threads:
         command += ["--threads", str(options.threads)]
     if n_images:
         command += ["--n-images", str(n_images)]
     if rows_update is not None:
         command += ["--rows-update" if rows_update else "--dense-update"]
-    if options.compile and path == "ours":
-        command += ["--compile"]
+    if (options.compile if compile_ is None else compile_) and path == "ours":
+        command += ["--compile", "--compile-mode", compile_mode or "default",
+                    "--compile-backend", getattr(options, "compile_backend", "inductor")]
     command += ["--precision", getattr(options, "precision", "auto")]
     if path == "reference":
         command += ["--reference-layers", getattr(options, "reference_layers", "original")]
@@ -378,6 +471,10 @@ def repeated(case, options, repeats, steps=None, warmup=None):
         combined["img_s"] = statistics.median(result["img_s"] for result in results)
         combined["step_ms"] = statistics.median(result["step_ms"] for result in results)
         combined["cpu_ms"] = statistics.median(result["cpu_ms"] for result in results)
+        combined["load_averages"] = [result["load_average"] for result in results]
+        for key in ("attainable_bf16", "attainable_float32"):
+            if key in combined:
+                combined[key] = statistics.median(result[key] for result in results)
         for key in ("peak_rss_mb", "peak_cuda_mb"):
             if key in combined:
                 combined[key] = max(result[key] for result in results)
@@ -400,16 +497,96 @@ def compare(case, options, steps=None, warmup=None, repeats=1):
         "memory_ratio": round(ours["peak_rss_mb"] / reference["peak_rss_mb"], 3),
         "ours_peak_cuda_mb": ours.get("peak_cuda_mb"), "reference_peak_cuda_mb": reference.get("peak_cuda_mb"),
     }
-    if "flops_per_step" in ours:
-        description = device_description(options.device)
-        peak = next((rate for key, rate in PEAK_BF16.items() if key in description), None)
-        achieved = ours["flops_per_step"] / (ours["step_ms"] / 1e3)
-        row["tflops"] = round(achieved / 1e12, 2)
-        row["mfu"] = round(achieved / peak, 4) if peak else None
+    row.update(flop_fields(ours, options.device))
+    row["load_averages"] = ours["load_averages"] + reference["load_averages"]
     print(f"{case[0]:19} {case[1]:16} {case[2]:4} {row['ours_img_s']:10.1f} {row['reference_img_s']:10.1f} "
           f"{row['speed_ratio']:6.2f} {row['ours_peak_rss_mb']:9.0f} {row['reference_peak_rss_mb']:9.0f} "
-          f"{row['memory_ratio']:6.2f} {row['cpu_time_ratio']:6.2f}" + (f"  MFU {row['mfu']:.1%}" if row.get("mfu") else ""), flush=True)
+          f"{row['memory_ratio']:6.2f} {row['cpu_time_ratio']:6.2f}{flop_columns(row)}"
+          f"  load {max(row['load_averages']):.1f}", flush=True)
     return row
+
+
+def compile_variants(device_name):
+    """(label, torch.compile mode) of the compiled paths to measure: inductor, and on CUDA inductor
+    with CUDA graphs (mode reduce-overhead) as well."""
+    variants = [("compiled", "default")]
+    if not device_description(device_name).startswith("CPU"):
+        variants.append(("cudagraphs", "reduce-overhead"))
+    return variants
+
+
+def compile_against_eager(case, options):
+    """Our stage eager and on every compiled path, measured alternately `options.repeats` times:
+    medians, shares (and MFU on a GPU), and each compiled path's speed over eager. A compiled path
+    that fails is recorded with its error's last line; the eager path must not fail."""
+    variants = [("eager", None)] + compile_variants(options.device)
+    runs = {label: [] for label, _ in variants}
+    errors = {}
+    for _ in range(options.repeats):
+        for label, mode in variants:
+            if label in errors:
+                continue
+            try:
+                runs[label].append(measure(case, "ours", options, compile_=mode is not None, compile_mode=mode))
+            except RuntimeError as error:
+                if mode is None:
+                    raise
+                errors[label] = str(error).strip().splitlines()[-1]
+    row = {"stage": case[0], "config": case[1], "img_size": case[2], "batch_size": runs["eager"][0]["batch_size"],
+           "precision": runs["eager"][0]["precision"],
+           "load_averages": [result["load_average"] for results in runs.values() for result in results]}
+    summary = []
+    for label, _ in variants:
+        if label in errors:
+            row[f"{label}_error"] = errors[label]
+            summary.append(f"{label} failed")
+            continue
+        ours = dict(runs[label][0])
+        for key in ("img_s", "step_ms", "cpu_ms", "attainable_bf16", "attainable_float32"):
+            ours[key] = statistics.median(result[key] for result in runs[label])
+        fields = flop_fields(ours, options.device)
+        row[f"{label}_img_s"] = round(ours["img_s"], 2)
+        row[f"{label}_cpu_ms"] = round(ours["cpu_ms"], 2)
+        row[f"{label}_share"] = fields["share"]
+        if "mfu" in fields:
+            row[f"{label}_mfu"] = fields["mfu"]
+        if label != "eager":
+            row[f"{label}_speedup"] = round(row[f"{label}_img_s"] / row["eager_img_s"], 3)
+            # CPU time per step of the process: what other load on the machine moves less than the wall clock
+            row[f"{label}_cpu_time_speedup"] = round(row["eager_cpu_ms"] / row[f"{label}_cpu_ms"], 3)
+        summary.append(f"{label} {row[f'{label}_img_s']:.1f} img/s ({row[f'{label}_share']:.1%})"
+                       + (f" {row[f'{label}_speedup']:.2f}x, CPU time {row[f'{label}_cpu_time_speedup']:.2f}x"
+                          if label != "eager" else ""))
+    print(f"  {case[0]:19} {case[1]:16} " + ", ".join(summary) + f"  load {max(row['load_averages']):.1f}",
+          flush=True)
+    return row
+
+
+def flop_fields(ours, device_name):
+    """FLOPs per step, achieved GFLOP/s and shares of the attainable rates from one of our measurements."""
+    if "flops_per_step" not in ours:
+        return {}
+    achieved = ours["flops_per_step"] / (ours["step_ms"] / 1e3)
+    attainable = ours["attainable_bf16"] if ours["precision"] == "bf16" else ours["attainable_float32"]
+    fields = {
+        "gflop_per_step": round(ours["flops_per_step"] / 1e9, 4), "gflop_s": round(achieved / 1e9, 2),
+        "attainable_bf16_gflop_s": round(ours["attainable_bf16"] / 1e9, 1),
+        "attainable_float32_gflop_s": round(ours["attainable_float32"] / 1e9, 1),
+        "share": round(achieved / attainable, 4), "share_bf16": round(achieved / ours["attainable_bf16"], 4),
+    }
+    description = device_description(device_name)
+    if not description.startswith("CPU"):
+        peak = next((rate for key, rate in PEAK_BF16.items() if key in description), None)
+        fields["tflops"] = round(achieved / 1e12, 2)
+        fields["mfu"] = round(achieved / peak, 4) if peak else None
+    return fields
+
+
+def flop_columns(row):
+    if "share" not in row:
+        return ""
+    text = f" {row['gflop_per_step']:9.3f} {row['gflop_s']:8.1f} {row['share']:6.1%}"
+    return text + (f"  MFU {row['mfu']:.1%}" if row.get("mfu") else "")
 
 
 def main():
@@ -435,10 +612,21 @@ def main():
                              "toolkit's layers")
     parser.add_argument("--stages", nargs="+", choices=sorted(STAGE_OF),
                         help="measure only these stages (default: all)")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
                         help="what to measure: the stages' speed and memory against the reference, the step "
                              "time against the number of images, the peak memory with a CelebA-sized set "
-                             "(default: all three; the last is skipped with --quick)")
+                             "(default: these three; the last is skipped with --quick), and, only when named, "
+                             "our stages eager against runtime.compile=true, alternating")
+    parser.add_argument("--peak-size", type=int, default=2048,
+                        help="largest side of the square matrix products that measure the attainable bf16 and "
+                             "float32 rates (also a half and a quarter of it; default 2048: enough to keep "
+                             "every core of a CPU busy)")
+    parser.add_argument("--compile-stages", nargs="+", choices=sorted(STAGE_OF),
+                        help="the stages the compile part measures (default: those of --stages)")
+    parser.add_argument("--compile-backend", default="inductor", choices=["inductor", "eager"],
+                        help="torch.compile backend of compiled measurements (default inductor; eager only "
+                             "traces, which checks the plumbing quickly and measures nothing)")
+    parser.add_argument("--compile-mode", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -452,20 +640,28 @@ def main():
     description = device_description(args.device)
     on_gpu = not description.startswith("CPU")
     report = {"device": description, "date": datetime.date.today().isoformat(), "quick": args.quick,
-              "compile": args.compile, "threads": args.threads, "precision": args.precision,
+              "compile": args.compile, "compile_backend": args.compile_backend, "threads": args.threads, "precision": args.precision,
               "reference_layers": args.reference_layers,
               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
-              "stages": [], "scaling": [], "memory": None}
+              "load_average_at_start": load_average(), "stages": [], "scaling": [], "memory": None,
+              "compile_against_eager": []}
     print(f"device: {description}, ours in precision {args.precision}"
           + (", with torch.compile" if args.compile else ""))
     print(f"{'stage':19} {'config':16} {'size':>4} {'ours img/s':>10} {'ref img/s':>10} {'speed':>6} "
-          f"{'ours MB':>9} {'ref MB':>9} {'memory':>6} {'cpu t':>6}")
+          f"{'ours MB':>9} {'ref MB':>9} {'memory':>6} {'cpu t':>6} {'GFLOP/st':>9} {'GFLOP/s':>8} {'share':>6}")
     for case in CPU_CASES + ([] if args.quick else PAPER_CASES if on_gpu else [CPU_PAPER_CASE]):
         if "stages" not in args.parts or args.stages and case[0] not in args.stages:
             continue
         slow = not on_gpu and case[1] == "lord"
         report["stages"].append(compare(case, args, steps=3 if slow else None, warmup=1 if slow else None,
                                         repeats=1 if slow else args.repeats))
+
+    if "compile" in args.parts:
+        print(f"\nour stages eager and with runtime.compile=true, alternating, median of {args.repeats}:")
+        chosen = args.compile_stages or args.stages
+        for case in (PAPER_CASES if on_gpu and not args.quick else CPU_CASES):
+            if not chosen or case[0] in chosen:
+                report["compile_against_eager"].append(compile_against_eager(case, args))
 
     scaling_case = PAPER_CASES[0] if on_gpu and not args.quick else CPU_CASES[0]
     sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One prepared check for a machine with one CUDA GPU (sized for under 8 minutes; its time on a GPU is unmeasured): every stage of LORD and
+# One prepared check for a machine with one CUDA GPU (its time on a GPU is unmeasured): every stage of LORD and
 # OverLORD at the papers' sizes for a few steps with the default settings, then the training
-# benchmark's GPU cases with model FLOPs utilisation, as one table. Stops at the first error.
+# benchmark's GPU cases with model FLOPs utilisation, each also compiled (runtime.compile=true) and
+# compiled with CUDA graphs, with the MFU of each, as one table. Stops at the first error of an eager run.
 #
 #   bash benchmarks/gpu_check.sh                          # on the GPU machine
 #   bash benchmarks/gpu_check.sh --device cpu --dry-run   # checks the check on a CPU

@@ -11,7 +11,8 @@ them as the published code does, on the same parameters:
   on a CPU only:
   blur, upsampling       upfirdn2d's CPU path: zero insertion, padding, and a one-channel convolution
                          with the flipped filter over every (image, channel) plane
-  bias and activation    `leaky_relu(x + bias) * sqrt(2)` as separate operations
+  bias and activation    `leaky_relu(x + bias) * sqrt(2)` as separate operations, after a convolution
+                         without bias, and a residual block's sum divided by sqrt(2) afterwards
 
 On CUDA the published code runs its own kernels for the last two, for which the toolkit's layers
 stand in.
@@ -86,12 +87,24 @@ def equal_linear_forward(self, x):
     return F.linear(x, self.weight * self.scale, None if self.bias is None else self.bias * self.lr_mul)
 
 
+def conv_layer_forward(self, x):
+    for layer in self:
+        x = layer(x)
+    return x
+
+
+def res_block_forward(self, x):
+    return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
 CPU_FORWARDS = {
     stylegan.ModulatedConv2d: modulated_conv_forward,
     stylegan.Blur: blur_forward,
     stylegan.Upsample: upsample_forward,
     stylegan.FusedLeakyReLU: fused_leaky_relu_forward,
     stylegan.EqualLinear: equal_linear_forward,
+    stylegan.ConvLayer: conv_layer_forward,
+    stylegan.ResBlock: res_block_forward,
 }
 CUDA_FORWARDS = {stylegan.ModulatedConv2d: modulated_conv_forward}
 

@@ -23,6 +23,8 @@ CHOICES = {
     "correlation": (None, "pose-invariant", "localized"),
     "runtime.mixed_precision": ("auto", "true", "false"),
 }
+# Keys that take true, false or the word auto (a choice made per stage and device).
+BOOL_OR_AUTO_KEYS = ("runtime.compile",)
 ARCH_BLOCKS = {"lord": "train", "overlord": "disentanglement"}  # a block only that architecture's configs have
 
 
@@ -47,6 +49,10 @@ def parse_value(text):
 def _coerce(key, old, new):
     if isinstance(new, float) and not math.isfinite(new):
         raise UserError(f"--set {key}: the value must be finite, got {new}")
+    if key in BOOL_OR_AUTO_KEYS:
+        if not isinstance(new, bool) and new != "auto":
+            raise UserError(f"--set {key}: expected true or false (or auto), got {json.dumps(new)}")
+        return new
     if old is None or new is None:
         if new is not None and not isinstance(new, (str, int, float)):
             raise UserError(f"--set {key}: expected a string or number, got {json.dumps(new)}")
@@ -112,6 +118,8 @@ def validate(config):
     """Check value ranges that no type check catches."""
     for key, value in flatten(config).items():
         leaf = key.rsplit(".", 1)[-1]
+        if key in BOOL_OR_AUTO_KEYS and not isinstance(value, bool) and value != "auto":
+            raise UserError(f"config {key} must be true, false or auto, got {json.dumps(value)}")
         if isinstance(value, bool):
             continue
         if isinstance(value, (int, float)) and not math.isfinite(value):

@@ -18,7 +18,8 @@ def bench():
 
 
 def options(**changes):
-    values = dict(device="cpu", warmup=1, steps=1, threads=1, compile=False, repeats=1, precision="auto")
+    values = dict(device="cpu", warmup=1, steps=1, threads=1, compile=False, repeats=1, precision="auto",
+                  peak_size=256)
     values.update(changes)
     return argparse.Namespace(**values)
 
@@ -37,12 +38,42 @@ def test_every_stage_is_measured_on_both_paths(bench, stage, config):
     assert row["speed_ratio"] == pytest.approx(row["ours_img_s"] / row["reference_img_s"], rel=1e-2)
     assert row["cpu_time_ratio"] == pytest.approx(row["reference_cpu_ms"] / row["ours_cpu_ms"], rel=1e-2)
     assert 0 < row["memory_ratio"] < 10
+    # how much of the machine the step uses: FLOPs counted (the synthesis stage's R1 double backward
+    # included) over the step time, against matrix products timed in the same process
+    assert row["gflop_per_step"] > 0 and row["gflop_s"] > 0
+    assert row["attainable_bf16_gflop_s"] > 0 and row["attainable_float32_gflop_s"] > 0
+    attainable = row["attainable_bf16_gflop_s"] if row["ours_precision"] == "bf16" else row["attainable_float32_gflop_s"]
+    assert row["share"] == pytest.approx(row["gflop_s"] / attainable, rel=2e-2)
+    assert 0 < row["share"] < 1.5 and 0 < row["share_bf16"] < 1.5
+    assert row["gflop_s"] == pytest.approx(row["gflop_per_step"] * row["ours_img_s"] / 8, rel=2e-2)
+    assert len(row["load_averages"]) == 2
 
 
 @pytest.mark.parametrize("precision, expected", [("float32", "float32"), ("bf16", "bf16")])
 def test_our_path_runs_in_the_precision_asked_for(bench, precision, expected):
     result = bench.measure(("lord-latent", "lord-tiny", 16, 8, 64), "ours", options(precision=precision))
     assert result["precision"] == expected
+
+
+def test_step_flops_count_what_the_flop_counter_counts_and_the_r1_double_backward(bench):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 4, 3, bias=False)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    forward = 2 * 2 * 4 * 3 * 9 * 6 * 6  # multiply-adds of every output, twice
+    reference = FlopCounterMode(display=False)
+    with reference:
+        layer(x).sum().backward()
+    with bench.StepFlops() as counted:
+        layer(x).sum().backward()
+    assert counted.total == reference.get_total_flops() == 3 * forward
+    # an R1-style penalty: the gradient with respect to the input, differentiated again
+    with bench.StepFlops() as counted:
+        (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+        grad.square().sum().backward()
+    assert counted.total > 3 * forward
 
 
 def test_scaling_uses_tables_of_the_requested_size(bench):
@@ -76,6 +107,11 @@ def test_gpu_check_parses_and_its_python_parts_run_on_cpu(tmp_path):
     assert [row["stage"] for row in benchmark["stages"]] == ["lord-latent", "lord-encoders", "overlord-latent",
                                                             "overlord-synthesis"]
     assert len([line for line in table if line.startswith("| benchmark ")]) == 4
+    # the compiled path beside the eager one (traced only in a dry run), each with its share
+    compiled = benchmark["compile_against_eager"]
+    assert [row["stage"] for row in compiled] == ["overlord-latent"] and benchmark["compile_backend"] == "eager"
+    assert compiled[0]["compiled_img_s"] > 0 and 0 < compiled[0]["compiled_share"] < 1.5
+    assert any(line.startswith("| compiled overlord-latent |") for line in result.stdout.splitlines())
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(tmp_path):

@@ -12,8 +12,12 @@ from lord.networks.stylegan import (
     Blur,
     Discriminator,
     Encoder,
+    EqualConv2d,
+    EqualLinear,
+    FusedLeakyReLU,
     Generator,
     ModulatedConv2d,
+    ResBlock,
     ResidualBlock,
     Upsample,
     minibatch_std,
@@ -291,3 +295,42 @@ def test_generator_can_fit_a_fixed_target():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def published_res_block(block, x):
+    """A ResBlock computed as the published layers do: each module on its own (bias, activation and
+    gain as separate passes), the sum divided by sqrt(2) afterwards."""
+    import math
+
+    def conv_layer(layer, x):
+        for module in layer:
+            if isinstance(module, FusedLeakyReLU):
+                x = F.leaky_relu(x + module.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+            elif isinstance(module, EqualConv2d):
+                x = F.conv2d(x, module.weight * module.scale, module.bias, stride=module.stride,
+                             padding=module.padding)
+            else:
+                x = module(x)
+        return x
+
+    return (conv_layer(block.conv2, conv_layer(block.conv1, x)) + conv_layer(block.skip, x)) / math.sqrt(2)
+
+
+def test_folded_bias_gain_and_activation_compute_the_published_layers_and_their_r1_gradients():
+    block = ResBlock(4, 6)
+    for parameter in block.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.3)  # biases away from 0
+    x = torch.randn(3, 4, 8, 8, requires_grad=True)
+    results = []
+    for compute in (block, lambda inputs: published_res_block(block, inputs)):
+        out = compute(x)
+        (input_gradient,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+        block.zero_grad(set_to_none=True)
+        input_gradient.square().sum().backward()  # an R1-style double backward
+        results.append([out, input_gradient, *[p.grad.clone() for p in block.parameters()]])
+    for ours, published in zip(*results):
+        assert (ours - published).abs().max() <= 1e-5 * max(1.0, published.abs().max().item())
+    linear = EqualLinear(5, 7, bias_init=0.5, lr_mul=0.1, activation=True)
+    code = torch.randn(2, 5)
+    published = F.leaky_relu(F.linear(code, linear.weight * linear.scale) + linear.bias * linear.lr_mul, 0.2) * 2**0.5
+    torch.testing.assert_close(linear(code), published, rtol=1e-5, atol=1e-6)

@@ -122,7 +122,11 @@ class EqualLinear(nn.Module):
     def forward(self, x):
         bias = None if self.bias is None else self.bias * self.lr_mul
         if self.activation:
-            return scaled_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+            # gain * leaky_relu(y + b) = leaky_relu(gain * y + gain * b) for a positive gain: the gain
+            # joins the weight and the bias, and the activation is the only pass over the output.
+            if bias is not None:
+                bias = bias * ACTIVATION_GAIN
+            return F.leaky_relu(F.linear(x, self.weight * (self.scale * ACTIVATION_GAIN), bias), 0.2, inplace=True)
         return F.linear(x, self.weight * self.scale, bias)
 
 
@@ -137,9 +141,19 @@ class EqualConv2d(nn.Module):
         self.stride = stride
         self.padding = padding
 
-    def forward(self, x):
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.conv2d(x, (self.weight * self.scale).to(x.dtype), bias, stride=self.stride, padding=self.padding)
+    def forward(self, x, activation=None, gain=1.0):
+        """`activation`: a FusedLeakyReLU to apply next; `gain`: a positive factor on the output. Both
+        join the convolution's weight and bias (gain * leaky_relu(y + b) = leaky_relu(gain * y + gain * b)),
+        so the activation, where there is one, is the only pass over the output."""
+        bias = self.bias
+        if activation is not None:
+            gain = gain * ACTIVATION_GAIN
+            bias = activation.bias
+        if bias is not None:
+            bias = (bias * gain if gain != 1.0 else bias).to(x.dtype)
+        weight = (self.weight * (self.scale * gain)).to(x.dtype)
+        out = F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding)
+        return out if activation is None else F.leaky_relu(out, 0.2, inplace=True)
 
 
 class ModulatedConv2d(nn.Module):
@@ -256,9 +270,12 @@ class Generator(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    """[blur, stride-2] equalized convolution, then bias and activation (or a plain bias, or none)."""
+    """[blur, stride-2] equalized convolution, then bias and activation (or a plain bias, or none),
+    times `output_gain`. The published layer applies its modules one after the other; this one hands
+    the bias, the activation's gain and `output_gain` to the convolution (see EqualConv2d.forward)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, downsample=False, bias=True, activate=True):
+    def __init__(self, in_channels, out_channels, kernel_size, downsample=False, bias=True, activate=True,
+                 output_gain=1.0):
         layers = []
         if downsample:
             extra = 4 - 2 + kernel_size - 1
@@ -271,6 +288,14 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_channels, bias=bias))
         super().__init__(*layers)
+        self.output_gain = output_gain
+
+    def forward(self, x):
+        layers = list(self)
+        activation = layers.pop() if isinstance(layers[-1], FusedLeakyReLU) else None
+        for blur in layers[:-1]:
+            x = blur(x)
+        return layers[-1](x, activation=activation, gain=self.output_gain)
 
 
 class ResBlock(nn.Module):
@@ -280,11 +305,13 @@ class ResBlock(nn.Module):
     def __init__(self, in_channels, out_channels):
         super().__init__()
         self.conv1 = ConvLayer(in_channels, in_channels, 3)
-        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True)
-        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, bias=False, activate=False)
+        # the 1/sqrt(2) joins both branches' weights (a positive factor passes through the activation)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, output_gain=1 / math.sqrt(2))
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, bias=False, activate=False,
+                              output_gain=1 / math.sqrt(2))
 
     def forward(self, x):
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        return self.conv2(self.conv1(x)) + self.skip(x)
 
 
 def minibatch_std(x, group_size, eps=1e-8):

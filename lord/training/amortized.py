@@ -15,8 +15,8 @@ import copy
 import torch
 
 from lord.model import AmortizedModel
-from lord.training.common import (autocast, channels_last_for, compiled, float_images, generate_grid, grid_image,
-                                  pick_samples)
+from lord.training.common import (autocast, channels_last_for, compile_wanted, compiled, float_images, generate_grid,
+                                  grid_image, pick_samples)
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
@@ -60,8 +60,10 @@ class AmortizedStage(Stage):
         if channels_last_for(config, device):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.network = compiled(data_parallel(EncodeAndGenerate(self.model), distributed, device), runtime)
-        self.loss_fn = compiled(self.loss_fn, runtime)
+        wanted = compile_wanted(runtime, "lord", self.name, device)
+        full_batch = None if distributed.enabled else self.batch_size  # a process's share varies
+        self.network = compiled(data_parallel(EncodeAndGenerate(self.model), distributed, device), wanted, full_batch)
+        self.loss_fn = compiled(self.loss_fn, wanted, full_batch)
         self.content_targets = distributed.shard(latent_state["content_embedding.weight"]).to(device)
         self.class_targets = latent_state["class_embedding.weight"].to(device)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last_for(config, device))

@@ -104,18 +104,59 @@ def autocast(device, enabled):
     return contextlib.nullcontext()
 
 
-def compiled(module, runtime):
-    """`module` through torch.compile when the config's runtime.compile asks for it.
+# Where runtime.compile=auto compiles: (architecture, stage) pairs per device type, those for which
+# the training benchmark measured torch.compile faster than eager (benchmarks/RESULTS.md).
+COMPILE_PAYS = {
+    "cpu": frozenset({("overlord", "latent")}),
+}
 
-    The module keeps its parameters, so optimizers, checkpoints and weights are unaffected.
+
+def cpp_compilers():
+    return [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+
+
+def compile_wanted(runtime, arch, stage, device):
+    """Whether `runtime.compile` (true | false | auto) compiles this stage's networks on `device`;
+    auto never asks for what the machine cannot do (no C++ compiler: eager)."""
+    setting = runtime["compile"]
+    if setting == "auto":
+        measured_to_pay = (arch, stage) in COMPILE_PAYS.get(device.type, frozenset())
+        return measured_to_pay and any(shutil.which(compiler) for compiler in cpp_compilers())
+    return bool(setting)
+
+
+class CompiledAtOneBatchSize:
+    """A module through torch.compile at one batch size, and the module itself at any other (an
+    epoch's last, smaller batch), so that a run compiles once and never recompiles. The compiled and
+    the eager module share their parameters and agree within rounding."""
+
+    def __init__(self, module, batch_size):
+        self.module = module
+        self.compiled = torch.compile(module)
+        self.batch_size = batch_size
+
+    def __call__(self, first, *args, **kwargs):
+        chosen = self.compiled if first.shape[0] == self.batch_size else self.module
+        return chosen(first, *args, **kwargs)
+
+
+def compiled(module, wanted, batch_size=None):
+    """`module` through torch.compile when `wanted` (see `compile_wanted`), else `module` itself.
+
+    `batch_size`: the size of every full batch the module sees (a single process): compiled for that
+    size only, eager at any other. None (a distributed run, where each process's share of a batch
+    varies): compiled once with dynamic shapes, for every size. The module keeps its parameters, so
+    optimizers, checkpoints and weights are unaffected.
     """
-    if not runtime["compile"]:
+    if not wanted:
         return module
-    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    compilers = cpp_compilers()
     if not any(shutil.which(compiler) for compiler in compilers):
-        raise UserError(f"runtime.compile=true needs a C++ compiler for torch.compile, and none was found "
-                        f"({', '.join(compilers)}); install one or leave runtime.compile false")
-    return torch.compile(module)
+        raise UserError(f"runtime.compile needs a C++ compiler for torch.compile, and none was found "
+                        f"({', '.join(compilers)}); install one or set runtime.compile false")
+    if batch_size is None:
+        return torch.compile(module, dynamic=True)
+    return CompiledAtOneBatchSize(module, batch_size)
 
 
 def float_images(imgs):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from lord.model import LatentModel
-from lord.training.common import (autocast, channels_last_for, compiled, float_images, generate_grid, grid_image,
-                                  pick_samples)
+from lord.training.common import (autocast, channels_last_for, compile_wanted, compiled, float_images, generate_grid,
+                                  grid_image, pick_samples)
 from lord.training.data import DeviceImages, to_device_labels
 from lord.training.distributed import data_parallel
 from lord.training.embeddings import ImageCodes
@@ -50,8 +50,10 @@ class LatentStage(Stage):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
         decoder = ClassConditionedGenerator(self.model.generator, self.model.class_embedding)
-        self.decoder = compiled(data_parallel(decoder, distributed, device), runtime)
-        self.loss_fn = compiled(self.loss_fn, runtime)
+        wanted = compile_wanted(runtime, "lord", self.name, device)
+        full_batch = None if distributed.enabled else self.batch_size  # a process's share varies
+        self.decoder = compiled(data_parallel(decoder, distributed, device), wanted, full_batch)
+        self.loss_fn = compiled(self.loss_fn, wanted, full_batch)
         self.images = DeviceImages(distributed.shard(dataset.imgs), device, channels_last_for(config, device))
         self.classes = to_device_labels(distributed.shard(dataset.classes), device)
         self.all_classes = to_device_labels(dataset.classes, device)

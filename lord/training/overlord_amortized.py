@@ -12,7 +12,8 @@ import torch
 
 from lord.model import OverlordAmortizedModel, build_correlated_encoder, reference_code, translation_code
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, channels_last_for, compiled, generate_grid, grid_image, sample_set
+from lord.training.common import (autocast, channels_last_for, compile_wanted, compiled, generate_grid, grid_image,
+                                  sample_set)
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.distributed import data_parallel
 from lord.training.loop import Stage
@@ -68,7 +69,9 @@ class OverlordAmortizedStage(Stage):
             for module in (self.model, self.correlated_target):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
-        self.encoders = compiled(data_parallel(Encoders(self.model), distributed, device), runtime)
+        wanted = compile_wanted(runtime, "overlord", self.name, device)
+        full_batch = None if distributed.enabled else self.batch_size  # a process's share varies
+        self.encoders = compiled(data_parallel(Encoders(self.model), distributed, device), wanted, full_batch)
         self.label_targets = latent_state["label_embedding.weight"].to(device)
         self.uncorrelated_targets = distributed.shard(latent_state["uncorrelated_embedding.weight"]).to(device)
         self.images, self.masks, self.labels, labels = overlord_training_data(config, dataset, distributed, device,

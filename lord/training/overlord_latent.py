@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from lord.model import OverlordLatentModel, correlated_input, overlord_code, reference_code, translation_code
-from lord.training.common import autocast, channels_last_for, compiled, generate_grid, grid_image, sample_set
+from lord.training.common import (autocast, channels_last_for, compile_wanted, compiled, generate_grid, grid_image,
+                                  sample_set)
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.data import to_device_labels
 from lord.training.distributed import data_parallel
@@ -57,8 +58,11 @@ class OverlordLatentStage(Stage):
         if channels_last_for(config, device):
             self.model.to(memory_format=torch.channels_last)
             self.loss_fn.to(memory_format=torch.channels_last)
-        self.decoder = compiled(data_parallel(LabelConditionedGenerator(self.model), distributed, device), runtime)
-        self.loss_fn = compiled(self.loss_fn, runtime)
+        wanted = compile_wanted(runtime, "overlord", self.name, device)
+        full_batch = None if distributed.enabled else self.batch_size  # a process's share varies
+        decoder = data_parallel(LabelConditionedGenerator(self.model), distributed, device)
+        self.decoder = compiled(decoder, wanted, full_batch)
+        self.loss_fn = compiled(self.loss_fn, wanted, full_batch)
         self.images, self.masks, self.labels, labels = overlord_training_data(config, dataset, distributed, device,
                                                                               with_masks=True)
         self.all_labels = to_device_labels(labels, device)

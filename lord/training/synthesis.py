@@ -15,7 +15,7 @@ from lord.model import OverlordSynthesisModel, inference_generator, overlord_cod
 from lord.networks.gan_losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
 from lord.weights import reconstruction_loss
 from lord.training.amortized import mean_squared_error
-from lord.training.common import autocast, channels_last_for, compiled, sample_set
+from lord.training.common import autocast, channels_last_for, compile_wanted, compiled, sample_set
 from lord.training.correlation import overlord_training_data, transformed_view
 from lord.training.loop import Stage
 from lord.training.optim import adam
@@ -74,9 +74,11 @@ class SynthesisStage(Stage):
               "lr": rates["discriminator"]}],
             betas=betas, device=device,
         )
+        wanted = compile_wanted(runtime, "overlord", self.name, device)
+        full_batch = None if distributed.enabled else self.batch_size  # a process's share varies
         # The discriminator is not compiled: its R1 penalty takes a double backward.
-        self.generate = compiled(self.model.generator, runtime)
-        self.loss_fn = compiled(self.loss_fn, runtime)
+        self.generate = compiled(self.model.generator, wanted, full_batch)
+        self.loss_fn = compiled(self.loss_fn, wanted, full_batch)
         self.rng = torch.Generator(device=device).manual_seed(seed)
         self.sample_indices, self.sample_images, _ = sample_set(dataset, labels, runtime["n_samples"], seed)
 
