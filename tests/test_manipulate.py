@@ -71,7 +71,15 @@ def test_single_label_matches_the_strip(overlord_models, images, tmp_path, run_c
                        "-o", tmp_path / name, *args).code == 0
     full, one = read_png(tmp_path / "all.png"), read_png(tmp_path / "one.png")
     assert one.shape == (32, strip_width(2, 32), 3)
-    np.testing.assert_array_equal(cell(one, 1, 32), cell(full, 2, 32))
+    assert_within_one_grey_level(cell(one, 1, 32), cell(full, 2, 32))
+
+
+def assert_within_one_grey_level(translated, expected):
+    """A translation generated alone and in a batch of several: float32 convolutions round differently
+    for another batch size (up to 6e-6 in the generator's output), which can move a pixel by one grey
+    level, and no more."""
+    difference = np.abs(translated.astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
 def test_reference_gives_label_and_correlated_code(overlord_models, images, tmp_path, run_cli):

@@ -102,7 +102,10 @@ def test_overlord_translation_is_what_manipulate_writes(overlord_models, serve_b
     np.testing.assert_array_equal(by_reference.translation, read_png(tmp_path / "reference-out.png"))
     np.testing.assert_array_equal(by_reference.strip, read_png(tmp_path / "strip.png"))
     to_label = serve.translate(model, image, label=1)
-    np.testing.assert_array_equal(to_label.translation, cell(read_png(tmp_path / "strip.png"), 2, 32))
+    # generated alone, where the strip generates every label at once: float32 rounding, one grey level at most
+    difference = np.abs(to_label.translation.astype(np.int16) - cell(read_png(tmp_path / "strip.png"), 2, 32))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+    np.testing.assert_array_equal(to_label.strip, read_png(tmp_path / "strip.png"))
 
 
 def test_label_value_from_the_list_or_a_script():
